@@ -1,0 +1,151 @@
+"""Configuration of ITEM, the image-text misalignment detector of AI-generated images (arXiv:2511.00427).
+
+`ItemConfig` holds what the *model* needs: the joint image-text backbone's own config as a sub-config,
+how matched image/text embeddings become misalignment features, the MLP head, and the decision threshold.
+What turns a picture into model inputs (captioner, detector, spaCy, `max_objects`, `box_threshold`)
+belongs to `ItemProcessor` and is saved beside the weights in `processor_config.json`.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+# Backbone families known to give image and text embeddings in one shared space through
+# `get_image_features` / `get_text_features`. Other dual encoders with the same interface are accepted
+# too (checked on the model class); single-tower models are refused with this list in the message.
+SUPPORTED_BACKBONES = ("clip", "siglip", "siglip2", "metaclip_2")
+
+DISTANCE_TYPES = ("difference", "cosine", "both")
+FUSION_TYPES = ("sum", "concat", "global", "local")
+
+# A two-way sanity check and the one place the remote-code wiring lives.
+_AUTO_MAP = {
+    "AutoConfig": "configuration_item.ItemConfig",
+    "AutoModel": "modeling_item.ItemForImageClassification",
+    "AutoModelForImageClassification": "modeling_item.ItemForImageClassification",
+    "AutoProcessor": "processing_item.ItemProcessor",
+}
+_CUSTOM_PIPELINES = {
+    "image-classification": {
+        "impl": "pipeline_item.ItemImageClassificationPipeline",
+        "pt": ["AutoModelForImageClassification"],
+        "tf": [],
+        "type": "image",
+    }
+}
+
+
+def backbone_model_class_name(model_type: str) -> str | None:
+    """Name of the transformers class that `AutoModel` builds for a backbone `model_type`, or None."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    name = MODEL_MAPPING_NAMES.get(model_type)
+    return name[0] if isinstance(name, (tuple, list)) else name
+
+
+def check_backbone_is_dual_encoder(model_type: str) -> None:
+    """Raise a `ValueError` unless `model_type` names a model with an image tower and a text tower
+    that embed into one shared space (it has both `get_image_features` and `get_text_features`)."""
+    import transformers
+
+    class_name = backbone_model_class_name(model_type)
+    model_class = getattr(transformers, class_name, None) if class_name else None
+    has_both_towers = all(
+        hasattr(model_class, method) for method in ("get_image_features", "get_text_features")
+    )
+    if not has_both_towers:
+        raise ValueError(
+            f"ITEM needs a joint image-text backbone (an image tower and a text tower with a shared "
+            f"embedding space), but got model_type={model_type!r} ({class_name or 'no AutoModel class'}), "
+            f"which has no text tower or no shared space. Use a checkpoint of one of these families: "
+            f"{', '.join(SUPPORTED_BACKBONES)} (e.g. openai/clip-vit-large-patch14, "
+            f"google/siglip2-so400m-patch14-384, facebook/metaclip-2-worldwide-huge-quickgelu)."
+        )
+
+
+class ItemConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`ItemForImageClassification`].
+
+    Args:
+        backbone_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of the frozen joint image-text backbone (CLIP, SigLIP, SigLIP 2, MetaCLIP 2). Defaults to
+            transformers' default `CLIPConfig`; `item build` fills in the real checkpoint's config.
+        distance_type (`str`, defaults to `"difference"`):
+            Per matched (image, text) pair: `"difference"`, the l2-normalised image embedding minus the
+            l2-normalised text embedding (a vector of the embedding size); `"cosine"`, their cosine
+            similarity (one number); `"both"`, the two concatenated.
+        fusion (`str`, defaults to `"sum"`):
+            How the global pair (whole image, caption) and the local pairs (object crop, noun) are combined:
+            `"sum"`, global + masked mean of the locals (the Σ of the paper's figure); `"concat"`, the two
+            side by side; `"global"` or `"local"` alone (ablations).
+        head_hidden_size (`int`, defaults to 512): width of the MLP head's hidden layer.
+        head_dropout (`float`, defaults to 0.1): dropout before each of the head's linear layers.
+        decision_threshold (`float`, defaults to 0.5):
+            Fake probability at or above which an image is called fake by `item detect` and the convenience
+            API. The pipeline itself returns plain probabilities. Calibrate it on validation data.
+    """
+
+    model_type = "item_detector"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    distance_type: str = "difference"
+    fusion: str = "sum"
+    head_hidden_size: int = 512
+    head_dropout: float = 0.1
+    decision_threshold: float = 0.5
+
+    def __post_init__(self, **kwargs):
+        if self.backbone_config is None:
+            self.backbone_config = CONFIG_MAPPING["clip"]()
+        elif isinstance(self.backbone_config, dict):
+            model_type = self.backbone_config.get("model_type", "clip")
+            if model_type not in CONFIG_MAPPING:
+                raise ValueError(
+                    f"Unknown backbone model_type={model_type!r}; ITEM supports {', '.join(SUPPORTED_BACKBONES)}."
+                )
+            self.backbone_config = CONFIG_MAPPING[model_type](**self.backbone_config)
+        check_backbone_is_dual_encoder(self.backbone_config.model_type)
+
+        if self.distance_type not in DISTANCE_TYPES:
+            raise ValueError(f"distance_type={self.distance_type!r}; choose one of {DISTANCE_TYPES}.")
+        if self.fusion not in FUSION_TYPES:
+            raise ValueError(f"fusion={self.fusion!r}; choose one of {FUSION_TYPES}.")
+        if not 0.0 <= self.decision_threshold <= 1.0:
+            raise ValueError(
+                f"decision_threshold={self.decision_threshold} is not a probability; pass a value in [0, 1]."
+            )
+
+        if self.id2label is None:
+            self.id2label = {0: "real", 1: "fake"}
+        if not self.label2id:
+            self.label2id = {label: int(index) for index, label in self.id2label.items()}
+        if kwargs.get("auto_map") is None and getattr(self, "auto_map", None) is None:
+            self.auto_map = dict(_AUTO_MAP)
+        if kwargs.get("custom_pipelines") is None and getattr(self, "custom_pipelines", None) is None:
+            self.custom_pipelines = {task: dict(spec) for task, spec in _CUSTOM_PIPELINES.items()}
+        super().__post_init__(**kwargs)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the shared image-text embedding space of the backbone."""
+        config = self.backbone_config
+        if getattr(config, "projection_dim", None):
+            return config.projection_dim
+        # SigLIP-style backbones have no projection: the towers' hidden size is the shared size.
+        return config.text_config.projection_size if getattr(
+            config.text_config, "projection_size", None
+        ) else config.vision_config.hidden_size
+
+    @property
+    def pair_feature_dim(self) -> int:
+        """Size of the misalignment feature of one (image, text) pair."""
+        return {"difference": self.embedding_dim, "cosine": 1, "both": self.embedding_dim + 1}[self.distance_type]
+
+    @property
+    def head_input_dim(self) -> int:
+        """Size of the head's input after fusing the global and local pair features."""
+        return self.pair_feature_dim * (2 if self.fusion == "concat" else 1)
+
+
+ItemConfig.register_for_auto_class()

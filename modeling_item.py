@@ -1,0 +1,275 @@
+"""ITEM model: frozen joint image-text backbone -> misalignment features -> trainable MLP head.
+
+    forward_features: (pixel_values, input_ids, object_mask) -> ItemEmbeddings   frozen, run once per input
+    forward_head:     (image_embeds, text_embeds, object_mask) -> logits         the only trained part
+
+`forward` chains the two and also accepts cached embeddings instead of pixels, so a head can be trained on
+features computed once (see `item train`).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_item import ItemConfig, check_backbone_is_dual_encoder
+from .pipeline_item import ItemImageClassificationPipeline  # noqa: F401  (so save_pretrained copies the pipeline file)
+
+
+@dataclass
+class ItemEmbeddings(ModelOutput):
+    """Frozen-backbone output for B images with S = 1 + K slots (slot 0: whole image and caption).
+
+    image_embeds (B, S, D): l2-normalised embeddings of the image and its object crops; zeros in empty slots.
+    text_embeds (B, S, D): l2-normalised embeddings of the caption and the nouns; zeros in empty slots.
+    """
+
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class ItemClassifierOutput(ModelOutput):
+    """
+    loss (scalar): cross-entropy, when `labels` are given.
+    logits (B, 2): real / fake logits (`config.id2label`).
+    similarities (B, 1 + K): cosine similarity of each matched pair: [:, 0] whole image vs caption,
+        [:, j] crop j vs noun j; 0 in empty slots.
+    object_mask (B, K): which object slots were used.
+    features (B, F): the fused misalignment features the head saw.
+    image_embeds, text_embeds (B, 1 + K, D): the backbone embeddings (to cache, or to inspect).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    similarities: torch.FloatTensor | None = None
+    object_mask: torch.BoolTensor | None = None
+    features: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+def misalignment_features(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, object_mask: torch.Tensor, distance_type: str, fusion: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuse matched-pair distances into one feature vector per image.
+
+    Args:
+        image_embeds, text_embeds: (B, 1 + K, D), l2-normalised.
+        object_mask: (B, K), True where object slot j is used.
+        distance_type: "difference" (image - text, D values), "cosine" (1 value) or "both" (D + 1).
+        fusion: "sum" (global + masked mean of locals), "concat", "global" or "local".
+
+    Returns:
+        features (B, F) and similarities (B, 1 + K), the per-pair cosine similarities (0 in empty slots).
+    """
+    similarities = (image_embeds * text_embeds).sum(dim=-1)  # (B, 1 + K)
+    difference = image_embeds - text_embeds
+    pair = {
+        "difference": difference,
+        "cosine": similarities.unsqueeze(-1),
+        "both": torch.cat([difference, similarities.unsqueeze(-1)], dim=-1),
+    }[distance_type]  # (B, 1 + K, P)
+    global_distance = pair[:, 0]
+    weights = object_mask.to(pair.dtype).unsqueeze(-1)  # (B, K, 1)
+    # Masked mean; an image with no grounded object gets a zero local distance.
+    local_distance = (pair[:, 1:] * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    features = {
+        "sum": lambda: global_distance + local_distance,
+        "concat": lambda: torch.cat([global_distance, local_distance], dim=-1),
+        "global": lambda: global_distance,
+        "local": lambda: local_distance,
+    }[fusion]()
+    slot_mask = torch.cat([torch.ones_like(object_mask[:, :1]), object_mask], dim=1)
+    return features, similarities * slot_mask.to(similarities.dtype)
+
+
+class ItemHead(nn.Module):
+    """Two-layer MLP on the fused misalignment features: (B, F) -> (B, num_labels)."""
+
+    def __init__(self, config: ItemConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.dense = nn.Linear(config.head_input_dim, config.head_hidden_size)
+        self.activation = nn.GELU()
+        self.out_proj = nn.Linear(config.head_hidden_size, config.num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(features)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class ItemPreTrainedModel(PreTrainedModel):
+    config_class = ItemConfig
+    base_model_prefix = "item"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        if isinstance(module, ItemHead):
+            for linear in (module.dense, module.out_proj):
+                nn.init.normal_(linear.weight, std=0.02)
+                nn.init.zeros_(linear.bias)
+
+
+class ItemForImageClassification(ItemPreTrainedModel):
+    """ITEM detector: a frozen dual encoder (CLIP, SigLIP, SigLIP 2, MetaCLIP 2) and a trainable MLP head."""
+
+    # Trainer divides the loss by the accumulation steps itself only when forward takes no loss kwargs.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: ItemConfig):
+        super().__init__(config)
+        check_backbone_is_dual_encoder(config.backbone_config.model_type)
+        self.backbone = AutoModel.from_config(config.backbone_config)
+        self.head = ItemHead(config)
+        self.post_init()
+        self.freeze_backbone()
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_backbone(self) -> None:
+        """Freeze the backbone; `from_pretrained` re-creates weights as trainable, so it calls this again."""
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model.freeze_backbone()
+        return model
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: no dropout noise in the features, whatever the head does
+        return self
+
+    @classmethod
+    def from_backbone(cls, backbone: PreTrainedModel, **config_kwargs) -> "ItemForImageClassification":
+        """A new ITEM model around an already-loaded dual encoder (weights copied), with a fresh head."""
+        config = ItemConfig(backbone_config=backbone.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        missing, unexpected = model.backbone.load_state_dict(backbone.state_dict(), strict=False)
+        if unexpected or any("position_ids" not in name for name in missing):
+            raise ValueError(f"Backbone weights do not fit: missing {missing}, unexpected {unexpected}.")
+        model.freeze_backbone()
+        return model
+
+    # ------------------------------------------------------------------ features
+    def _embed_slots(self, encode, slot_mask: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """Run `encode` once on the used slots of every image; (B, S, ...) inputs -> (B, S, D) embeddings."""
+        batch, slots = slot_mask.shape
+        used = slot_mask.reshape(-1)
+        selected = {name: value.flatten(0, 1)[used] for name, value in inputs.items() if value is not None}
+        output = encode(**selected)
+        embeds = getattr(output, "pooler_output", output)
+        embeds = F.normalize(embeds.float(), dim=-1)
+        full = embeds.new_zeros(batch * slots, embeds.shape[-1])
+        full[used] = embeds
+        return full.view(batch, slots, -1)
+
+    def forward_features(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        object_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_attention_mask: torch.Tensor | None = None,
+        spatial_shapes: torch.Tensor | None = None,
+    ) -> ItemEmbeddings:
+        """Embed the whole image, its crops, the caption and the nouns with the frozen backbone.
+
+        Args:
+            pixel_values: (B, 1 + K, ...) as `ItemProcessor` makes it for this backbone.
+            input_ids: (B, 1 + K, L). attention_mask: (B, 1 + K, L) when the tokenizer makes one.
+            object_mask: (B, K). pixel_attention_mask, spatial_shapes: SigLIP 2 only, (B, 1 + K, ...).
+        """
+        if pixel_values is None or input_ids is None or object_mask is None:
+            raise ValueError(
+                "ITEM needs pixel_values, input_ids and object_mask from ItemProcessor (or image_embeds and "
+                "text_embeds from a feature cache)."
+            )
+        if pixel_values.shape[:2] != input_ids.shape[:2] or object_mask.shape != (input_ids.shape[0], input_ids.shape[1] - 1):
+            raise ValueError(
+                f"Shapes do not match: pixel_values {tuple(pixel_values.shape)}, input_ids {tuple(input_ids.shape)}, "
+                f"object_mask {tuple(object_mask.shape)}; expected (B, 1 + K, ...), (B, 1 + K, L) and (B, K)."
+            )
+        slot_mask = torch.cat([torch.ones_like(object_mask[:, :1]), object_mask], dim=1).bool()
+        dtype = next(self.backbone.parameters()).dtype
+        with torch.no_grad():
+            image_embeds = self._embed_slots(
+                self.backbone.get_image_features,
+                slot_mask,
+                {
+                    "pixel_values": pixel_values.to(dtype),
+                    "pixel_attention_mask": pixel_attention_mask,
+                    "spatial_shapes": spatial_shapes,
+                },
+            )
+            text_embeds = self._embed_slots(
+                self.backbone.get_text_features, slot_mask, {"input_ids": input_ids, "attention_mask": attention_mask}
+            )
+        return ItemEmbeddings(image_embeds=image_embeds, text_embeds=text_embeds)
+
+    # ------------------------------------------------------------------ head
+    def forward_head(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, object_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Misalignment features and logits from embeddings: returns (logits (B, 2), features, similarities)."""
+        features, similarities = misalignment_features(
+            image_embeds.float(), text_embeds.float(), object_mask.bool(), self.config.distance_type, self.config.fusion
+        )
+        head_dtype = self.head.dense.weight.dtype
+        return self.head(features.to(head_dtype)), features, similarities
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        object_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_attention_mask: torch.Tensor | None = None,
+        spatial_shapes: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ItemClassifierOutput | tuple:
+        """Classify images as real (0) or fake (1).
+
+        Pass either the processor's output (`pixel_values`, `input_ids`, `object_mask`, ...) or cached
+        `image_embeds` and `text_embeds` (B, 1 + K, D) with `object_mask`. `labels` (B,) gives the loss.
+        """
+        if image_embeds is None or text_embeds is None:
+            embeddings = self.forward_features(
+                pixel_values, input_ids, object_mask, attention_mask, pixel_attention_mask, spatial_shapes
+            )
+            image_embeds, text_embeds = embeddings.image_embeds, embeddings.text_embeds
+        elif object_mask is None:
+            raise ValueError("Cached image_embeds/text_embeds need the object_mask they were computed with.")
+        logits, features, similarities = self.forward_head(image_embeds, text_embeds, object_mask)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), labels.to(logits.device).long().view(-1))
+        output = ItemClassifierOutput(
+            loss=loss,
+            logits=logits,
+            similarities=similarities,
+            object_mask=object_mask.bool(),
+            features=features,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return output if return_dict else output.to_tuple()
+
+
+ItemForImageClassification.register_for_auto_class("AutoModelForImageClassification")
