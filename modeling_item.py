@@ -268,7 +268,7 @@ class ItemForImageClassification(ItemPreTrainedModel):
             image_embeds=image_embeds,
             text_embeds=text_embeds,
         )
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
 

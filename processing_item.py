@@ -106,6 +106,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Images and crops more elongated than this are padded (bottom / right) before a network sees them: image
+# processors that resize the short side and cap the long side turn a 1 x 300 image into a 0-pixel-wide one.
+MAX_ASPECT_RATIO = 8.0
+PAD_COLOR = (124, 116, 104)  # CLIP's mean colour: about zero after normalisation
+
+
+def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
+    """Pad `image` at the bottom or right so that its long side is at most `max_ratio` times its short side.
+
+    The top-left corner stays in place, so pixel coordinates in the padded image are those of the original.
+    """
+    width, height = image.size
+    if max(width, height) <= max_ratio * min(width, height):
+        return image
+    padded_size = (max(width, int(np.ceil(height / max_ratio))), max(height, int(np.ceil(width / max_ratio))))
+    canvas = Image.new("RGB", padded_size, PAD_COLOR)
+    canvas.paste(image, (0, 0))
+    return canvas
+
+
 def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
     """Clip a pixel box to the image and round it outwards; None when less than one pixel remains."""
     x0, y0, x1, y1 = (float(value) for value in box)
@@ -210,6 +230,9 @@ class ItemProcessor(ProcessorMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        # Our saved image-processor config carries this class's `auto_map`; its loader would otherwise stop to
+        # ask whether to trust the very code that is already running. The sub-processors are native classes.
+        kwargs.setdefault("trust_remote_code", True)
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         processor._source = os.fspath(pretrained_model_name_or_path)
         processor._revision = kwargs.get("revision")
@@ -254,8 +277,9 @@ class ItemProcessor(ProcessorMixin):
 
     def _load_pretrained(self, auto_class, name_or_path: str):
         location = _component_kwargs(self._source, name_or_path, self._revision)
-        processor = AutoProcessor.from_pretrained(**location)
-        model = auto_class.from_pretrained(**location, dtype=self._networks.dtype)
+        # Captioners and detectors are native transformers models: no remote code is needed or trusted.
+        processor = AutoProcessor.from_pretrained(**location, trust_remote_code=False)
+        model = auto_class.from_pretrained(**location, dtype=self._networks.dtype, trust_remote_code=False)
         model.to(self._networks.device).eval().requires_grad_(False)
         return model, processor
 
@@ -347,7 +371,7 @@ class ItemProcessor(ProcessorMixin):
         if not todo:
             return boxes, scores
         model, processor = self.detector
-        batch_images = [images[i] for i in todo]
+        batch_images = [limit_aspect_ratio(images[i]) for i in todo]
         batch_nouns = [nouns[i] for i in todo]
         model_type = model.config.model_type
         if model_type in OWL_DETECTORS:
@@ -365,6 +389,7 @@ class ItemProcessor(ProcessorMixin):
 
         for row, index in enumerate(todo):
             width, height = images[index].size
+            padded_width, padded_height = batch_images[row].size
             names = nouns[index]
             if model_type in OWL_DETECTORS:
                 noun_scores = logits[row, :, : len(names)]  # (queries, n)
@@ -372,7 +397,9 @@ class ItemProcessor(ProcessorMixin):
                 offsets = processor.tokenizer(texts[row], return_offsets_mapping=True)["offset_mapping"]
                 noun_scores = token_scores_to_noun_scores(logits[row], offsets, spans[row])
             # OWLv2 pads each image to a square at the bottom right; its boxes are relative to that square.
-            scale_w, scale_h = (max(width, height),) * 2 if model_type == "owlv2" else (width, height)
+            scale_w, scale_h = (
+                (max(padded_width, padded_height),) * 2 if model_type == "owlv2" else (padded_width, padded_height)
+            )
             best_score, best_query = noun_scores.max(dim=0)
             for j in range(len(names)):
                 scores[index][j] = float(best_score[j])
@@ -461,7 +488,7 @@ class ItemProcessor(ProcessorMixin):
         object_mask = np.zeros((count, self.max_objects), dtype=bool)
         crops, crop_slots, texts, text_slots = [], [], [], []
         for i, image in enumerate(images):
-            crops.append(image)
+            crops.append(limit_aspect_ratio(image))
             crop_slots.append(i * slots)
             texts.append(captions[i])
             text_slots.append(i * slots)
@@ -470,7 +497,7 @@ class ItemProcessor(ProcessorMixin):
                 if region is None:
                     continue
                 object_mask[i, j] = True
-                crops.append(image.crop(region))
+                crops.append(limit_aspect_ratio(image.crop(region)))
                 crop_slots.append(i * slots + 1 + j)
                 texts.append(noun)
                 text_slots.append(i * slots + 1 + j)

@@ -77,13 +77,12 @@ def tiny_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
 
-def tiny_bert_tokenizer(folder: Path) -> BertTokenizer:
+def tiny_bert_tokenizer() -> BertTokenizer:
     """A WordPiece tokenizer in BERT's format (BLIP and Grounding DINO use BERT tokenizers)."""
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", ".", ",", "-"] + WORDS + letters + ["##" + c for c in letters]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(tokens)) + "\n")
-    return BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    return BertTokenizer(vocab=vocab, do_lower_case=True)
 
 
 def _save(folder: Path, model, processor) -> str:
@@ -139,7 +138,7 @@ def tiny_captioner(folder: str | os.PathLike, seed: int = 0) -> str:
     """Save a tiny random BLIP captioner and its processor."""
     folder = Path(folder)
     torch.manual_seed(seed)
-    tokenizer = tiny_bert_tokenizer(folder / "_vocab")
+    tokenizer = tiny_bert_tokenizer()
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     text = dict(
         vocab_size=len(tokenizer),
@@ -156,6 +155,12 @@ def tiny_captioner(folder: str | os.PathLike, seed: int = 0) -> str:
     vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
     config = BlipConfig(text_config=text, vision_config=vision, projection_dim=24)
     model = BlipForConditionalGeneration(config).eval()
+    # Random weights would mostly emit word pieces or stop at once; bias the output layer towards whole
+    # words so that the tiny captions name things spaCy can find (still random, still meaningless).
+    with torch.no_grad():
+        bias = model.text_decoder.cls.predictions.bias
+        bias.fill_(-10.0)
+        bias[tokenizer.convert_tokens_to_ids(WORDS)] = 0.0
     model.generation_config.max_new_tokens = 12
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     return _save(folder, model, BlipProcessor(image_processor=image_processor, tokenizer=tokenizer))
@@ -166,7 +171,7 @@ def tiny_detector(folder: str | os.PathLike, family: str = "grounding-dino", see
     folder = Path(folder)
     torch.manual_seed(seed)
     if family == "grounding-dino":
-        tokenizer = tiny_bert_tokenizer(folder / "_vocab")
+        tokenizer = tiny_bert_tokenizer()
         config = GroundingDinoConfig(
             backbone_config=SwinConfig(
                 embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=2, image_size=32, out_features=["stage1", "stage2"]

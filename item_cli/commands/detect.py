@@ -84,3 +84,12 @@ def run(args) -> int:
             tqdm.write(format_result(path, result))
     print(f"{done} images scored, {len(errors)} skipped", file=sys.stderr)
     return 0 if done else 1
+
+
+def build_args(argv: list[str]):
+    """Parse `item detect` arguments from a list (used by `item demo`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="item detect")
+    add_arguments(parser)
+    return parser.parse_args(argv)
