@@ -238,6 +238,25 @@ class ItemProcessor(ProcessorMixin):
         processor._revision = kwargs.get("revision")
         return processor
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """Save the processor; a bundled captioner / detector ("./captioner") is saved with it, so that every
+        saved folder (including `Trainer.save_model`'s) is a complete checkpoint."""
+        result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        for name_or_path, networks_property in (
+            (self.captioner_name_or_path, "captioner"),
+            (self.detector_name_or_path, "detector"),
+        ):
+            if not name_or_path.startswith(BUNDLED_PREFIX):
+                continue
+            target = os.path.join(save_directory, name_or_path[len(BUNDLED_PREFIX):])
+            source = self._source and os.path.join(self._source, name_or_path[len(BUNDLED_PREFIX):])
+            if source and os.path.isdir(source) and os.path.abspath(source) == os.path.abspath(target):
+                continue  # saving over the folder it came from: already there
+            model, processor = getattr(self, networks_property)
+            model.save_pretrained(target)
+            processor.save_pretrained(target)
+        return result
+
     # ------------------------------------------------------------------ frozen networks
     @property
     def _networks(self) -> _Networks:
