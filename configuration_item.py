@@ -130,12 +130,9 @@ class ItemConfig(PreTrainedConfig):
     def embedding_dim(self) -> int:
         """Size of the shared image-text embedding space of the backbone."""
         config = self.backbone_config
-        if getattr(config, "projection_dim", None):
-            return config.projection_dim
-        # SigLIP-style backbones have no projection: the towers' hidden size is the shared size.
-        return config.text_config.projection_size if getattr(
-            config.text_config, "projection_size", None
-        ) else config.vision_config.hidden_size
+        # CLIP-style backbones project both towers to `projection_dim`; SigLIP-style ones project the text
+        # tower to the vision tower's hidden size.
+        return getattr(config, "projection_dim", None) or config.vision_config.hidden_size
 
     @property
     def pair_feature_dim(self) -> int:

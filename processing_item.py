@@ -549,8 +549,8 @@ def _per_image(values, count: int, name: str, single: bool, item_type: type) -> 
     """Normalise an optional per-image argument to a list of `count` entries (None = to be computed)."""
     if values is None:
         return [None] * count
-    if single:
-        values = [values]
+    if single and not _is_list_of_one(values, name):
+        values = [values]  # one image's value given bare: "a cat", ["cat"], [[x0, y0, x1, y1]]
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise TypeError(f"`{name}` must be a list with one entry per image, got {type(values).__name__}.")
     if len(values) != count:
@@ -560,6 +560,19 @@ def _per_image(values, count: int, name: str, single: bool, item_type: type) -> 
         if value is not None and not isinstance(value, (item_type, tuple) if item_type is list else item_type):
             raise TypeError(f"{name}[{i}] must be a {item_type.__name__} or None, got {type(value).__name__}.")
     return values
+
+
+def _is_list_of_one(values, name: str) -> bool:
+    """Whether `values`, given with a single image, is already a one-entry per-image list."""
+    if not isinstance(values, (list, tuple)) or len(values) != 1:
+        return False
+    first = values[0]
+    if first is None or name == "captions":
+        return first is None or isinstance(first, str)
+    if name == "nouns":
+        return isinstance(first, (list, tuple))
+    # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.
+    return isinstance(first, (list, tuple)) and all(box is None or isinstance(box, (list, tuple)) for box in first)
 
 
 def grounding_text(nouns: list[str]) -> tuple[str, list[tuple[int, int]]]:
