@@ -86,6 +86,8 @@ class ItemConfig(PreTrainedConfig):
     """
 
     model_type = "item_detector"
+    # Trainer.predict / evaluate return only the logits (the other outputs are for inspection and caching).
+    keys_to_ignore_at_inference = ["similarities", "object_mask", "features", "image_embeds", "text_embeds"]
     sub_configs = {"backbone_config": AutoConfig}
 
     backbone_config: dict | PreTrainedConfig | None = None

@@ -161,7 +161,7 @@ class ItemForImageClassification(ItemPreTrainedModel):
         if unexpected or any("position_ids" not in name for name in missing):
             raise ValueError(f"Backbone weights do not fit: missing {missing}, unexpected {unexpected}.")
         model.freeze_backbone()
-        return model
+        return model.eval()  # like from_pretrained: dropout off until the caller trains
 
     # ------------------------------------------------------------------ features
     def _embed_slots(self, encode, slot_mask: torch.Tensor, inputs: dict) -> torch.Tensor:
@@ -204,7 +204,16 @@ class ItemForImageClassification(ItemPreTrainedModel):
             )
         slot_mask = torch.cat([torch.ones_like(object_mask[:, :1]), object_mask], dim=1).bool()
         dtype = next(self.backbone.parameters()).dtype
-        with torch.no_grad():
+        if attention_mask is not None and self.config.backbone_config.model_type in ("clip", "metaclip_2"):
+            # Texts come padded to the tokenizer's maximum (77); a noun is ~3 tokens. These text towers are causal
+            # and pool at the EOS token, so the columns after the longest text change nothing: cut them.
+            used_mask = attention_mask.flatten(0, 1)[slot_mask.reshape(-1)]
+            filled = used_mask.any(dim=0).nonzero()
+            length = int(filled[-1]) + 1 if len(filled) else attention_mask.shape[-1]
+            input_ids, attention_mask = input_ids[..., :length], attention_mask[..., :length]
+        # inference_mode: the backbone is frozen. The embeddings are cloned out of it below, so that they can
+        # still enter autograd (the head's training) when this runs with gradients enabled.
+        with torch.inference_mode():
             image_embeds = self._embed_slots(
                 self.backbone.get_image_features,
                 slot_mask,
@@ -217,6 +226,8 @@ class ItemForImageClassification(ItemPreTrainedModel):
             text_embeds = self._embed_slots(
                 self.backbone.get_text_features, slot_mask, {"input_ids": input_ids, "attention_mask": attention_mask}
             )
+        if not torch.is_inference_mode_enabled():
+            image_embeds, text_embeds = image_embeds.clone(), text_embeds.clone()
         return ItemEmbeddings(image_embeds=image_embeds, text_embeds=text_embeds)
 
     # ------------------------------------------------------------------ head

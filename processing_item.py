@@ -346,12 +346,21 @@ class ItemProcessor(ProcessorMixin):
         inputs = inputs.to(model.device)
         if "pixel_values" in inputs and model.dtype.is_floating_point:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        cache = {}
+        if model.config.model_type == "blip":
+            # BLIP's text decoder wraps generate's plain DynamicCache in a new EncoderDecoderCache at every step,
+            # so the cross-attention keys/values over all 577 image tokens are recomputed for every new token.
+            # An EncoderDecoderCache passed in keeps them: the same tokens, computed once per caption.
+            from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+            cache["past_key_values"] = EncoderDecoderCache(DynamicCache(), DynamicCache())
         with torch.inference_mode():
             generated = model.generate(
                 **inputs,
                 max_new_tokens=self.caption_max_new_tokens,
                 num_beams=self.caption_num_beams,
                 do_sample=False,
+                **cache,
             )
         captions = processor.batch_decode(generated, skip_special_tokens=True)
         captions = [" ".join(text.split()) for text in captions]
@@ -363,6 +372,8 @@ class ItemProcessor(ProcessorMixin):
 
     def extract_nouns(self, captions: list[str]) -> list[list[str]]:
         """The distinct nouns each caption names, in caption order, at most `max_objects` per caption."""
+        if not captions:
+            return []  # no spaCy load when every image came with its nouns
         nouns = []
         for doc in self.nlp.pipe(captions):
             found = []
@@ -449,7 +460,7 @@ class ItemProcessor(ProcessorMixin):
             nouns: the objects to look for, one list per image; `None` entries are extracted from the caption.
             boxes: one list per image aligned with its nouns, each box `[x0, y0, x1, y1]` in pixels or `None`
                 (object not present); a `None` list runs the detector on that image.
-            return_tensors: `"pt"`, `"np"` or None (lists).
+            return_tensors: `"pt"` or `"np"` (None also gives numpy arrays).
             return_annotations: also return `caption`, `nouns`, `boxes` and `box_scores` per image, to store and
                 pass back in later (then no network runs again).
 
@@ -464,9 +475,12 @@ class ItemProcessor(ProcessorMixin):
         single = not isinstance(images, (list, tuple))
         images = [load_image(image) for image in ([images] if single else images)]
         count = len(images)
+        # One image's nouns given bare (["man"]) make its boxes bare too: boxes=[None] then means "man has no
+        # box", not "detect for this image".
+        nouns_bare = single and nouns is not None and not _is_list_of_one(nouns, "nouns")
         captions = _per_image(captions, count, "captions", single, str)
         nouns = _per_image(nouns, count, "nouns", single, list)
-        boxes = _per_image(boxes, count, "boxes", single, list)
+        boxes = _per_image([boxes] if nouns_bare and boxes is not None else boxes, count, "boxes", single and not nouns_bare, list)
         for i in range(count):
             if boxes[i] is not None and (nouns[i] is None or len(boxes[i]) != len(nouns[i])):
                 raise ValueError(

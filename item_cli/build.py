@@ -72,6 +72,7 @@ def build_checkpoint(
     _copy_component(AutoModelForImageTextToText, captioner, output / "captioner")
     _copy_component(AutoModelForZeroShotObjectDetection, detector, output / "detector")
     model.save_pretrained(output)
+    processor._source = str(output)  # the bundled captioner/detector are already in place: save_pretrained keeps them
     processor.save_pretrained(output)
     for name in REMOTE_CODE_FILES:  # save_pretrained copies most; make sure all four are there
         shutil.copyfile(ROOT / name, output / name)

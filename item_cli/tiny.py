@@ -201,9 +201,12 @@ def tiny_detector(folder: str | os.PathLike, family: str = "grounding-dino", see
         config = Owlv2Config(
             text_config=_text_tower(tokenizer, 16),
             vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
-            projection_dim=24,
+            projection_dim=32,  # OWLv2's class head needs the text width here, as in the real models
         )
         model = Owlv2ForObjectDetection(config).eval()
+        with torch.no_grad():  # random box deltas give degenerate boxes; zero them to keep the prior boxes
+            model.box_head.dense2.weight.zero_()
+            model.box_head.dense2.bias.zero_()
         image_processor = Owlv2ImageProcessor(size={"height": 32, "width": 32})
         processor = Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer)
     else:
