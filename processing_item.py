@@ -318,12 +318,6 @@ class ItemProcessor(ProcessorMixin):
             networks.detector, networks.detector_processor = self._load_pretrained(
                 AutoModelForZeroShotObjectDetection, self.detector_name_or_path
             )
-            model_type = networks.detector.config.model_type
-            if model_type not in OWL_DETECTORS + GROUNDING_DETECTORS:
-                raise ValueError(
-                    f"Detector {self.detector_name_or_path!r} is a {model_type!r} model; ITEM can read the outputs "
-                    f"of {', '.join(OWL_DETECTORS + GROUNDING_DETECTORS)} detectors."
-                )
         return networks.detector, networks.detector_processor
 
     @property
@@ -404,6 +398,11 @@ class ItemProcessor(ProcessorMixin):
         batch_images = [limit_aspect_ratio(images[i]) for i in todo]
         batch_nouns = [nouns[i] for i in todo]
         model_type = model.config.model_type
+        if model_type not in OWL_DETECTORS + GROUNDING_DETECTORS:
+            raise ValueError(
+                f"Detector {self.detector_name_or_path!r} is a {model_type!r} model; ITEM can read the outputs "
+                f"of {', '.join(OWL_DETECTORS + GROUNDING_DETECTORS)} detectors."
+            )
         if model_type in OWL_DETECTORS:
             inputs = processor(images=batch_images, text=batch_nouns, return_tensors="pt")
         else:

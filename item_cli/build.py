@@ -29,12 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BACKBONE = "openai/clip-vit-large-patch14"
 
 
-def _copy_component(auto_class, name_or_path: str, destination: Path) -> None:
-    """Load a frozen network and its processor by Hub id or path and save both into `destination`."""
-    model = auto_class.from_pretrained(name_or_path)
-    processor = AutoProcessor.from_pretrained(name_or_path)
-    model.save_pretrained(destination)
-    processor.save_pretrained(destination)
+def _load_component(auto_class, name_or_path: str):
+    """A frozen network and its processor, by Hub id or path."""
+    return auto_class.from_pretrained(name_or_path), AutoProcessor.from_pretrained(name_or_path)
 
 
 def build_checkpoint(
@@ -68,12 +65,12 @@ def build_checkpoint(
         spacy_model=spacy_model,
         **(processor_options or {}),
     )
+    captioner_model, captioner_processor = _load_component(AutoModelForImageTextToText, captioner)
+    detector_model, detector_processor = _load_component(AutoModelForZeroShotObjectDetection, detector)
+    processor.set_networks(captioner_model, captioner_processor, detector_model, detector_processor)
     output.mkdir(parents=True, exist_ok=True)
-    _copy_component(AutoModelForImageTextToText, captioner, output / "captioner")
-    _copy_component(AutoModelForZeroShotObjectDetection, detector, output / "detector")
     model.save_pretrained(output)
-    processor._source = str(output)  # the bundled captioner/detector are already in place: save_pretrained keeps them
-    processor.save_pretrained(output)
+    processor.save_pretrained(output)  # writes the bundled captioner/ and detector/ too
     for name in REMOTE_CODE_FILES:  # save_pretrained copies most; make sure all four are there
         shutil.copyfile(ROOT / name, output / name)
     write_model_card(output, backbone=backbone, captioner=captioner, detector=detector, spacy_model=spacy_model)
