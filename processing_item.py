@@ -17,12 +17,13 @@ image-processor call over all crops and one tokenizer call over all texts.
 """
 
 import os
+import shutil
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
 from transformers import AutoModelForImageTextToText, AutoModelForZeroShotObjectDetection, AutoProcessor
 from transformers.feature_extraction_utils import BatchFeature
@@ -250,8 +251,12 @@ class ItemProcessor(ProcessorMixin):
                 continue
             target = os.path.join(save_directory, name_or_path[len(BUNDLED_PREFIX):])
             source = self._source and os.path.join(self._source, name_or_path[len(BUNDLED_PREFIX):])
-            if source and os.path.isdir(source) and os.path.abspath(source) == os.path.abspath(target):
+            local_source = bool(source) and os.path.isdir(source)
+            if local_source and os.path.abspath(source) == os.path.abspath(target):
                 continue  # saving over the folder it came from: already there
+            if local_source and getattr(self._networks, networks_property) is None:
+                shutil.copytree(source, target, dirs_exist_ok=True)  # not loaded: copy the files, load nothing
+                continue
             model, processor = getattr(self, networks_property)
             model.save_pretrained(target)
             processor.save_pretrained(target)

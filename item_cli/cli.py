@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("item_cli.commands.train", "train the head with Trainer on a data folder or CSV manifest"),
     "evaluate": ("item_cli.commands.evaluate", "per-generator accuracy / AP / AUC, robustness, plots"),
     "calibrate": ("item_cli.commands.calibrate", "choose the decision threshold on validation data"),
+    "cache": ("item_cli.commands.cache", "fill the caption/box and feature caches ahead of time (shards under accelerate launch)"),
     "benchmark": ("item_cli.commands.benchmark", "time every stage on real-size architectures"),
     "demo": ("item_cli.commands.demo", "offline smoke run: tiny random checkpoint + detect on sample photos"),
 }

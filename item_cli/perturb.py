@@ -1,0 +1,125 @@
+"""Image perturbations: the field's test-time robustness conditions and train-time augmentation.
+
+Test time (AIGCDetectBenchmark, CNNDetection, UniversalFakeDetect): JPEG re-compression at a quality,
+Gaussian blur of a standard deviation, down-scaling by a factor. Each is deterministic and applied to the
+image before anything else sees it (captioner, detector and backbone alike).
+
+Train time (CNNDetection's "Blur+JPEG (p)"): with probability p a Gaussian blur of sigma ~ U[0, 3], and
+independently with probability p a JPEG re-compression of quality ~ U{30, ..., 100}.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+
+from PIL import Image, ImageFilter
+
+PERTURBATION_KINDS = ("jpeg", "blur", "downscale")
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """Re-compress `image` as a JPEG of `quality` (1-100, PIL's encoder, 4:2:0 subsampling) and decode it."""
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality {quality!r} is out of range; pass an integer from 1 to 100 (e.g. 95 75 50 30).")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+def gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
+    """Blur `image` with a Gaussian of standard deviation `sigma` pixels (PIL's GaussianBlur, whose radius
+    is the standard deviation); sigma 0 returns a copy."""
+    if sigma < 0:
+        raise ValueError(f"Blur sigma {sigma!r} is negative; pass a standard deviation in pixels >= 0 (e.g. 1 2 3).")
+    if sigma == 0:
+        return image.copy()
+    return image.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
+
+
+def downscale(image: Image.Image, factor: float) -> Image.Image:
+    """Resize `image` by `factor` (0 < factor <= 1) with bicubic resampling; each side at least 1 pixel."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"Down-scaling factor {factor!r} is out of range; pass a factor in (0, 1], e.g. 0.5.")
+    width, height = image.size
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One test-time condition, e.g. Perturbation("jpeg", 75)."""
+
+    kind: str
+    value: float
+
+    def __post_init__(self):
+        if self.kind not in PERTURBATION_KINDS:
+            raise ValueError(f"Unknown perturbation {self.kind!r}; choose one of {PERTURBATION_KINDS}.")
+        # Validate the value once, on a 1x1 image.
+        self(Image.new("RGB", (1, 1)))
+
+    @property
+    def name(self) -> str:
+        """Stable name used in file names, tables and cache keys: jpeg_q75, blur_s2, downscale_x0.5."""
+        value = f"{self.value:g}"
+        return {"jpeg": f"jpeg_q{value}", "blur": f"blur_s{value}", "downscale": f"downscale_x{value}"}[self.kind]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if self.kind == "jpeg":
+            return jpeg(image, int(self.value))
+        if self.kind == "blur":
+            return gaussian_blur(image, float(self.value))
+        return downscale(image, float(self.value))
+
+
+def perturbations_from_args(jpeg_quality=(), blur_sigma=(), downscale_factor=()) -> list[Perturbation]:
+    """The conditions named by `--jpeg-quality`, `--blur-sigma` and `--downscale`, in that order."""
+    return (
+        [Perturbation("jpeg", int(q)) for q in jpeg_quality or ()]
+        + [Perturbation("blur", float(s)) for s in blur_sigma or ()]
+        + [Perturbation("downscale", float(f)) for f in downscale_factor or ()]
+    )
+
+
+@dataclass
+class Augmentation:
+    """Train-time Blur+JPEG augmentation as CNNDetection applies it; seeded, so a run can be repeated.
+
+    Args:
+        blur_prob: probability of a Gaussian blur, sigma drawn uniformly from `blur_sigma`.
+        jpeg_prob: probability of a JPEG re-compression, quality drawn uniformly from `jpeg_quality`.
+    """
+
+    blur_prob: float = 0.0
+    jpeg_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_quality: tuple[int, int] = (30, 100)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("blur_prob", "jpeg_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value!r} is not a probability; pass a value in [0, 1] (0.5 in CNNDetection).")
+        self._rng = random.Random(self.seed)
+
+    @property
+    def active(self) -> bool:
+        return self.blur_prob > 0 or self.jpeg_prob > 0
+
+    def describe(self) -> str:
+        return (
+            f"blur p={self.blur_prob} sigma~U{list(self.blur_sigma)}, "
+            f"jpeg p={self.jpeg_prob} quality~U{list(self.jpeg_quality)}"
+        )
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if self.blur_prob and self._rng.random() < self.blur_prob:
+            image = gaussian_blur(image, self._rng.uniform(*self.blur_sigma))
+        if self.jpeg_prob and self._rng.random() < self.jpeg_prob:
+            image = jpeg(image, self._rng.randint(*self.jpeg_quality))
+        return image
