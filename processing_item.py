@@ -345,21 +345,12 @@ class ItemProcessor(ProcessorMixin):
         inputs = inputs.to(model.device)
         if "pixel_values" in inputs and model.dtype.is_floating_point:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        cache = {}
-        if model.config.model_type == "blip":
-            # BLIP's text decoder wraps generate's plain DynamicCache in a new EncoderDecoderCache at every step,
-            # so the cross-attention keys/values over all 577 image tokens are recomputed for every new token.
-            # An EncoderDecoderCache passed in keeps them: the same tokens, computed once per caption.
-            from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-            cache["past_key_values"] = EncoderDecoderCache(DynamicCache(), DynamicCache())
         with torch.inference_mode():
             generated = model.generate(
                 **inputs,
                 max_new_tokens=self.caption_max_new_tokens,
                 num_beams=self.caption_num_beams,
                 do_sample=False,
-                **cache,
             )
         captions = processor.batch_decode(generated, skip_special_tokens=True)
         captions = [" ".join(text.split()) for text in captions]
