@@ -691,6 +691,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a cheaper run: 1 repeat, 2 objects, 12 caption tokens, detector at 400 px")
     parser.add_argument("--tiny", action="store_true", help="tiny networks instead of the real sizes (a smoke test)")
+    parser.add_argument("--backbones", nargs="*", default=None, metavar="FAMILY",
+                        help="instead: time forward_features per image for each backbone family "
+                             "(clip siglip siglip2 metaclip_2; all when none is named)")
     parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
 
 
@@ -708,6 +711,15 @@ def settings_from_args(args) -> BenchmarkSettings:
 def main(args) -> int:
     import sys
 
+    if args.backbones is not None:
+        from .benchmark_backbones import FAMILIES, format_backbone_table, measure_backbones
+
+        report = measure_backbones(tuple(args.backbones) or tuple(FAMILIES), n_objects=args.objects or 4,
+                                   repeats=args.repeats or 2, log=lambda message: print(message, file=sys.stderr, flush=True))
+        write_report(report, args.output)
+        print(format_backbone_table(report))
+        print(f"\nwrote {args.output}")
+        return 0
     settings = settings_from_args(args)
     report = run_benchmark(settings, log=lambda message: print(message, file=sys.stderr, flush=True))
     write_report(report, args.output)
