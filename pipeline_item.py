@@ -24,7 +24,9 @@ class ItemImageClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         if self.processor is None:
             raise ValueError("The ITEM pipeline needs the checkpoint's ItemProcessor (processor_config.json).")
-        self.processor.to(self.device)
+        # The captioner and detector follow the model: same device, and half precision when it is in half.
+        half = self.model.dtype in (torch.float16, torch.bfloat16)
+        self.processor.to(self.device, self.model.dtype if half else None)
 
     def _sanitize_parameters(self, top_k=None, explain=None, captions=None, timeout=None):
         preprocess = {} if captions is None else {"captions": captions}
