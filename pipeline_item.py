@@ -28,7 +28,7 @@ class ItemImageClassificationPipeline(Pipeline):
         half = self.model.dtype in (torch.float16, torch.bfloat16)
         self.processor.to(self.device, self.model.dtype if half else None)
 
-    def _sanitize_parameters(self, top_k=None, explain=None, captions=None, timeout=None):
+    def _sanitize_parameters(self, top_k=None, explain=None, captions=None):
         preprocess = {} if captions is None else {"captions": captions}
         postprocess = {}
         if top_k is not None:

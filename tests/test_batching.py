@@ -167,3 +167,28 @@ def test_benchmark_command_line_options():
                                                  "--dtype", "bfloat16"]))
     assert full.batch_sizes == (1, 4) and full.repeats == 3 and full.n_objects == 5 and full.dtype == "bfloat16"
     assert full.detector_shortest_edge is None and not full.quick_mode
+
+
+def test_backbone_cost_table_runs_for_every_family(monkeypatch):
+    """`item benchmark --backbones` builds each family and times forward_features (tiny sizes here)."""
+    from item_cli import benchmark_backbones
+
+    small = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4)
+    tiny = {
+        "clip": dict(checkpoint="tiny clip", vision=dict(small, patch_size=8, image_size=32),
+                     text=dict(small, vocab_size=1000, max_position_embeddings=77), projection_dim=24),
+        "siglip": dict(checkpoint="tiny siglip", vision=dict(small, patch_size=8, image_size=32),
+                       text=dict(small, vocab_size=1000, max_position_embeddings=64, projection_size=32)),
+        "siglip2": dict(checkpoint="tiny siglip2", vision=dict(small, patch_size=8, num_patches=16),
+                        text=dict(small, vocab_size=1000, max_position_embeddings=64, projection_size=32)),
+        "metaclip_2": dict(checkpoint="tiny metaclip 2", vision=dict(small, patch_size=8, image_size=32),
+                           text=dict(small, vocab_size=1000, max_position_embeddings=77), projection_dim=16),
+    }
+    monkeypatch.setattr(benchmark_backbones, "FAMILIES", tiny)
+    report = benchmark_backbones.measure_backbones(tuple(tiny), n_objects=2, repeats=1, log=lambda message: None)
+    rows = report["backbones"]
+    assert list(rows) == list(tiny)
+    assert [rows[f]["embedding_dim"] for f in tiny] == [24, 32, 32, 16]
+    assert all(row["seconds_per_image"] > 0 for row in rows.values())
+    table = benchmark_backbones.format_backbone_table(report)
+    assert all(f"| {family} |" in table for family in tiny)
