@@ -473,9 +473,11 @@ class ItemProcessor(ProcessorMixin):
         # One image's nouns given bare (["man"]) make its boxes bare too: boxes=[None] then means "man has no
         # box", not "detect for this image".
         nouns_bare = single and nouns is not None and not _is_list_of_one(nouns, "nouns")
+        if nouns_bare and boxes is not None:
+            boxes = [boxes]
         captions = _per_image(captions, count, "captions", single, str)
         nouns = _per_image(nouns, count, "nouns", single, list)
-        boxes = _per_image([boxes] if nouns_bare and boxes is not None else boxes, count, "boxes", single and not nouns_bare, list)
+        boxes = _per_image(boxes, count, "boxes", single and not nouns_bare, list)
         for i in range(count):
             if boxes[i] is not None and (nouns[i] is None or len(boxes[i]) != len(nouns[i])):
                 raise ValueError(
@@ -537,6 +539,7 @@ class ItemProcessor(ProcessorMixin):
             padding="max_length",
             truncation=True,
             max_length=self.text_max_length,
+            return_token_type_ids=False,  # no dual encoder takes them; the output is exactly the model's inputs
             return_tensors="np",
         )
         data = {}
@@ -551,7 +554,8 @@ class ItemProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self):
-        return list(dict.fromkeys(self.image_processor.model_input_names + self.tokenizer.model_input_names + ["object_mask"]))
+        text_inputs = [name for name in self.tokenizer.model_input_names if name != "token_type_ids"]
+        return list(dict.fromkeys(self.image_processor.model_input_names + text_inputs + ["object_mask"]))
 
 
 def _per_image(values, count: int, name: str, single: bool, item_type: type) -> list:
@@ -576,8 +580,10 @@ def _is_list_of_one(values, name: str) -> bool:
     if not isinstance(values, (list, tuple)) or len(values) != 1:
         return False
     first = values[0]
-    if first is None or name == "captions":
-        return first is None or isinstance(first, str)
+    if first is None:
+        return True
+    if name == "captions":
+        return isinstance(first, str)
     if name == "nouns":
         return isinstance(first, (list, tuple))
     # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.

@@ -412,13 +412,9 @@ def feature_features(annotated, slots: int, dim: int, max_objects: int, dtype: s
     )
 
 
-MODEL_INPUTS = ("pixel_values", "input_ids", "attention_mask", "pixel_attention_mask", "spatial_shapes", "object_mask")
-
-
 def encode_rows(processor, images, batch, return_tensors="pt") -> dict:
     """Model inputs for images with stored annotations: no captioner, spaCy or detector runs."""
-    inputs = processor.encode(images, batch["caption"], batch["nouns"], batch["boxes"], return_tensors=return_tensors)
-    return {key: value for key, value in inputs.items() if key in MODEL_INPUTS}
+    return dict(processor.encode(images, batch["caption"], batch["nouns"], batch["boxes"], return_tensors=return_tensors))
 
 
 def cache_features(

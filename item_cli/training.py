@@ -22,6 +22,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from torch.nn.modules.module import _IncompatibleKeys
+from transformers import Trainer
 
 from item_detector.modeling_item import ItemForImageClassification
 from item_detector.processing_item import ItemProcessor, load_image
@@ -137,39 +139,30 @@ def metrics_function(threshold: float):
     return compute
 
 
-class HeadTrainer:
-    """Built by `head_trainer()`: a `Trainer` whose intermediate checkpoints hold only the trainable weights."""
-
-
-def head_trainer(**kwargs):
-    """A `transformers.Trainer` whose `checkpoint-N` folders hold only the trainable weights (the head).
+class HeadTrainer(Trainer):
+    """A `Trainer` whose `checkpoint-N` folders hold only the trainable weights (the head).
 
     The frozen backbone is already in the source checkpoint: saving CLIP ViT-L (1.7 GB) at every epoch would
     cost more than training the head. Loading the best checkpoint back fills in the head only (the backbone
     in memory never changed), and the final folder is written in full by `save_checkpoint`.
     """
-    from torch.nn.modules.module import _IncompatibleKeys
-    from transformers import Trainer
 
-    class _HeadTrainer(Trainer, HeadTrainer):
-        def _frozen(self) -> set:
-            model = self.accelerator.unwrap_model(self.model)
-            trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-            return {name for name in model.state_dict() if name not in trainable}
+    def _frozen(self) -> set:
+        model = self.accelerator.unwrap_model(self.model)
+        trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        return {name for name in model.state_dict() if name not in trainable}
 
-        def _save(self, output_dir=None, state_dict=None):
-            if state_dict is None:
-                frozen = self._frozen()
-                model = self.accelerator.unwrap_model(self.model)
-                state_dict = {name: value for name, value in model.state_dict().items() if name not in frozen}
-            super()._save(output_dir, state_dict)
-
-        def _issue_warnings_after_load(self, load_result):
+    def _save(self, output_dir=None, state_dict=None):
+        if state_dict is None:
             frozen = self._frozen()
-            missing = [name for name in load_result.missing_keys if name not in frozen]
-            super()._issue_warnings_after_load(_IncompatibleKeys(missing, load_result.unexpected_keys))
+            model = self.accelerator.unwrap_model(self.model)
+            state_dict = {name: value for name, value in model.state_dict().items() if name not in frozen}
+        super()._save(output_dir, state_dict)
 
-    return _HeadTrainer(**kwargs)
+    def _issue_warnings_after_load(self, load_result):
+        frozen = self._frozen()
+        missing = [name for name in load_result.missing_keys if name not in frozen]
+        super()._issue_warnings_after_load(_IncompatibleKeys(missing, load_result.unexpected_keys))
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint
@@ -402,7 +395,7 @@ def train(
     args.output_dir = str(work)
     args.remove_unused_columns = False
     collator = FeatureCollator() if train_on == "features" else ImageCollator(processor, augmentation)
-    trainer = head_trainer(
+    trainer = HeadTrainer(
         model=model,
         args=args,
         train_dataset=_trainer_view(train_set, train_on, augment=True),
