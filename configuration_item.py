@@ -7,7 +7,6 @@ belongs to `ItemProcessor` and is saved beside the weights in `processor_config.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 # Backbone families known to give image and text embeddings in one shared space through
 # `get_image_features` / `get_text_features`. Other dual encoders with the same interface are accepted
@@ -83,6 +82,8 @@ class ItemConfig(PreTrainedConfig):
         decision_threshold (`float`, defaults to 0.5):
             Fake probability at or above which an image is called fake by `item detect` and the convenience
             API. The pipeline itself returns plain probabilities. Calibrate it on validation data.
+        threshold_calibration (`dict`, *optional*):
+            How `decision_threshold` was chosen (`item calibrate`): method, target, data, and the rates reached there.
     """
 
     model_type = "item_detector"
@@ -96,27 +97,21 @@ class ItemConfig(PreTrainedConfig):
     head_hidden_size: int = 512
     head_dropout: float = 0.1
     decision_threshold: float = 0.5
+    threshold_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
-            self.backbone_config = CONFIG_MAPPING["clip"]()
+            self.backbone_config = AutoConfig.for_model("clip")
         elif isinstance(self.backbone_config, dict):
-            model_type = self.backbone_config.get("model_type", "clip")
-            if model_type not in CONFIG_MAPPING:
+            settings = dict(self.backbone_config)
+            model_type = settings.pop("model_type", "clip")
+            try:
+                self.backbone_config = AutoConfig.for_model(model_type, **settings)
+            except ValueError:
                 raise ValueError(
                     f"Unknown backbone model_type={model_type!r}; ITEM supports {', '.join(SUPPORTED_BACKBONES)}."
-                )
-            self.backbone_config = CONFIG_MAPPING[model_type](**self.backbone_config)
-        check_backbone_is_dual_encoder(self.backbone_config.model_type)
-
-        if self.distance_type not in DISTANCE_TYPES:
-            raise ValueError(f"distance_type={self.distance_type!r}; choose one of {DISTANCE_TYPES}.")
-        if self.fusion not in FUSION_TYPES:
-            raise ValueError(f"fusion={self.fusion!r}; choose one of {FUSION_TYPES}.")
-        if not 0.0 <= self.decision_threshold <= 1.0:
-            raise ValueError(
-                f"decision_threshold={self.decision_threshold} is not a probability; pass a value in [0, 1]."
-            )
+                ) from None
+        self.check_item_settings()
 
         if self.id2label is None:
             self.id2label = {0: "real", 1: "fake"}
@@ -127,6 +122,26 @@ class ItemConfig(PreTrainedConfig):
         if kwargs.get("custom_pipelines") is None and getattr(self, "custom_pipelines", None) is None:
             self.custom_pipelines = {task: dict(spec) for task, spec in _CUSTOM_PIPELINES.items()}
         super().__post_init__(**kwargs)
+
+    def check_item_settings(self) -> None:
+        """Raise a `ValueError` naming any ITEM setting that is out of range (run on creation and on save, so a
+        threshold set after loading is checked before it reaches disk)."""
+        check_backbone_is_dual_encoder(self.backbone_config.model_type)
+        if self.distance_type not in DISTANCE_TYPES:
+            raise ValueError(f"distance_type={self.distance_type!r}; choose one of {DISTANCE_TYPES}.")
+        if self.fusion not in FUSION_TYPES:
+            raise ValueError(f"fusion={self.fusion!r}; choose one of {FUSION_TYPES}.")
+        threshold = self.decision_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"decision_threshold={threshold!r} is not a probability; pass a value in [0, 1].")
+        if not isinstance(self.head_hidden_size, int) or self.head_hidden_size < 1:
+            raise ValueError(f"head_hidden_size={self.head_hidden_size!r}; pass a positive integer (512 by default).")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout={self.head_dropout!r}; pass a probability in [0, 1).")
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        self.check_item_settings()
+        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def embedding_dim(self) -> int:

@@ -2,6 +2,7 @@
 
     forward_features: (pixel_values, input_ids, object_mask) -> ItemEmbeddings   frozen, run once per input
     forward_head:     (image_embeds, text_embeds, object_mask) -> logits         the only trained part
+                      (pre_logits=True: the fused misalignment features the MLP sees)
 
 `forward` chains the two and also accepts cached embeddings instead of pixels, so a head can be trained on
 features computed once (see `item train`).
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformers import AutoModel, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_item import ItemConfig, check_backbone_is_dual_encoder
 from .pipeline_item import ItemImageClassificationPipeline  # noqa: F401  (so save_pretrained copies the pipeline file)
@@ -231,16 +232,36 @@ class ItemForImageClassification(ItemPreTrainedModel):
         return ItemEmbeddings(image_embeds=image_embeds, text_embeds=text_embeds)
 
     # ------------------------------------------------------------------ head
-    def forward_head(
+    def misalignment(
         self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, object_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Misalignment features and logits from embeddings: returns (logits (B, 2), features, similarities)."""
-        features, similarities = misalignment_features(
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fused misalignment features (B, F), per-pair similarities (B, 1 + K)) from embeddings (B, 1 + K, D)."""
+        dim = self.config.embedding_dim
+        if image_embeds.ndim != 3 or image_embeds.shape != text_embeds.shape or image_embeds.shape[-1] != dim:
+            raise ValueError(
+                f"Embeddings must be (B, 1 + K, {dim}) for this backbone, one image and one text per slot; got "
+                f"image_embeds {tuple(image_embeds.shape)} and text_embeds {tuple(text_embeds.shape)}."
+            )
+        if object_mask.shape != (image_embeds.shape[0], image_embeds.shape[1] - 1):
+            raise ValueError(
+                f"object_mask {tuple(object_mask.shape)} does not fit embeddings {tuple(image_embeds.shape)}; "
+                "pass the (B, K) mask the embeddings were computed with."
+            )
+        return misalignment_features(
             image_embeds.float(), text_embeds.float(), object_mask.bool(), self.config.distance_type, self.config.fusion
         )
-        head_dtype = self.head.dense.weight.dtype
-        return self.head(features.to(head_dtype)), features, similarities
 
+    def forward_head(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, object_mask: torch.Tensor, pre_logits: bool = False
+    ) -> torch.Tensor:
+        """The trained part alone: embeddings (B, 1 + K, D) and object_mask (B, K) -> logits (B, 2), or with
+        `pre_logits=True` the fused misalignment features (B, F) the MLP sees (as timm's `forward_head`)."""
+        features, _ = self.misalignment(image_embeds, text_embeds, object_mask)
+        if pre_logits:
+            return features
+        return self.head(features.to(self.head.dense.weight.dtype))
+
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -252,12 +273,12 @@ class ItemForImageClassification(ItemPreTrainedModel):
         image_embeds: torch.Tensor | None = None,
         text_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ItemClassifierOutput | tuple:
+    ) -> ItemClassifierOutput:
         """Classify images as real (0) or fake (1).
 
         Pass either the processor's output (`pixel_values`, `input_ids`, `object_mask`, ...) or cached
         `image_embeds` and `text_embeds` (B, 1 + K, D) with `object_mask`. `labels` (B,) gives the loss.
+        `return_dict=False` gives a tuple.
         """
         if image_embeds is None or text_embeds is None:
             embeddings = self.forward_features(
@@ -266,11 +287,12 @@ class ItemForImageClassification(ItemPreTrainedModel):
             image_embeds, text_embeds = embeddings.image_embeds, embeddings.text_embeds
         elif object_mask is None:
             raise ValueError("Cached image_embeds/text_embeds need the object_mask they were computed with.")
-        logits, features, similarities = self.forward_head(image_embeds, text_embeds, object_mask)
+        features, similarities = self.misalignment(image_embeds, text_embeds, object_mask)
+        logits = self.head(features.to(self.head.dense.weight.dtype))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float(), labels.to(logits.device).long().view(-1))
-        output = ItemClassifierOutput(
+        return ItemClassifierOutput(
             loss=loss,
             logits=logits,
             similarities=similarities,
@@ -279,8 +301,6 @@ class ItemForImageClassification(ItemPreTrainedModel):
             image_embeds=image_embeds,
             text_embeds=text_embeds,
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
 
 
 ItemForImageClassification.register_for_auto_class("AutoModelForImageClassification")

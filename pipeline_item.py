@@ -2,16 +2,27 @@
 
 Standard output: `[{"label": "fake", "score": 0.93}, {"label": "real", "score": 0.07}]` per image.
 With `explain=True`, each image gets a dict instead: the standard `labels` list, `fake_probability`,
-`is_fake` (at `config.decision_threshold`), the `caption`, and the `objects` (noun, box, detector score,
-similarity), least aligned object first: which named object looks least like its word.
+`is_fake` (at `threshold`, by default `config.decision_threshold`), the `caption`, and the `objects` (noun,
+box, detector score, similarity), least aligned object first: which named object looks least like its word.
+`pipe.draw_explanation(image, result)` draws that result onto the image.
 
 Images are batched *before* preprocessing, so that the captioner, the detector and the backbone each run
 once per batch of `batch_size` images (the base Pipeline would caption one image at a time).
+
+An input that is not a readable image raises a `ValueError` naming it; with `on_error="record"` it gives
+`{"input": ..., "error": reason}` in its place instead, and the other images are scored.
 """
+
+import os
 
 import torch
 
 from transformers import Pipeline
+
+from .images_item import load_image
+from .visualization_item import draw_explanation
+
+ON_ERROR = ("raise", "record")
 
 
 class ItemImageClassificationPipeline(Pipeline):
@@ -28,19 +39,35 @@ class ItemImageClassificationPipeline(Pipeline):
         half = self.model.dtype in (torch.float16, torch.bfloat16)
         self.processor.to(self.device, self.model.dtype if half else None)
 
-    def _sanitize_parameters(self, top_k=None, explain=None, captions=None):
+    def __call__(self, inputs, **kwargs):
+        """Score one image or a list (paths, image bytes, PIL images, uint8 arrays); see the module docstring."""
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []  # the base class would index the first element
+        return super().__call__(inputs, **kwargs)
+
+    def _sanitize_parameters(self, top_k=None, explain=None, captions=None, threshold=None, on_error=None):
         preprocess = {} if captions is None else {"captions": captions}
+        if on_error is not None:
+            if on_error not in ON_ERROR:
+                raise ValueError(f"on_error={on_error!r}; choose 'raise' (the default) or 'record'.")
+            preprocess["on_error"] = on_error
         postprocess = {}
         if top_k is not None:
             postprocess["top_k"] = top_k
         if explain is not None:
             postprocess["explain"] = explain
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold={threshold!r}; pass a fake probability in [0, 1].")
+            postprocess["threshold"] = float(threshold)
         return preprocess, {}, postprocess
 
     def preprocess(self, images, captions=None):
-        images = images if isinstance(images, list) else [images]
-        inputs = self.processor(images=images, captions=captions, return_tensors="pt", return_annotations=True)
-        annotations = {key: inputs.pop(key) for key in ("caption", "nouns", "boxes", "box_scores")}
+        """RGB images -> model inputs and the annotations (caption, nouns, boxes) that made them."""
+        annotations = self.processor.annotate(images, captions=captions)
+        inputs = self.processor.encode(images, annotations, return_tensors="pt")
         return {"model_inputs": dict(inputs), "annotations": annotations}
 
     def _forward(self, batch):
@@ -51,7 +78,7 @@ class ItemImageClassificationPipeline(Pipeline):
             "annotations": batch["annotations"],
         }
 
-    def postprocess(self, outputs, top_k=None, explain=False):
+    def postprocess(self, outputs, top_k=None, explain=False, threshold=None):
         """One image's result from a one-image slice of `_forward`'s output."""
         id2label = self.model.config.id2label
         probabilities = outputs["probabilities"][0]
@@ -60,27 +87,25 @@ class ItemImageClassificationPipeline(Pipeline):
         labels = [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
         if not explain:
             return labels
-        fake_index = self.model.config.label2id.get("fake", 1)
-        fake_probability = float(probabilities[fake_index])
-        annotations = {key: value[0] for key, value in outputs["annotations"].items()}
+        threshold = self.model.config.decision_threshold if threshold is None else threshold
+        fake_probability = float(probabilities[self.model.config.label2id.get("fake", 1)])
+        annotation = outputs["annotations"][0]
         similarities = outputs["similarities"][0]
         objects = [
             {"noun": noun, "box": box, "box_score": score, "similarity": float(similarities[1 + j])}
-            for j, (noun, box, score) in enumerate(
-                zip(annotations["nouns"], annotations["boxes"], annotations["box_scores"])
-            )
+            for j, (noun, box, score) in enumerate(zip(annotation.nouns, annotation.boxes, annotation.box_scores))
             if box is not None
         ]
         objects.sort(key=lambda item: item["similarity"])
         return {
             "labels": labels,
             "fake_probability": fake_probability,
-            "is_fake": fake_probability >= self.model.config.decision_threshold,
-            "threshold": self.model.config.decision_threshold,
-            "caption": annotations["caption"],
+            "is_fake": fake_probability >= threshold,
+            "threshold": threshold,
+            "caption": annotation.caption,
             "global_similarity": float(similarities[0]),
             "objects": objects,
-            "unfound_nouns": [n for n, b in zip(annotations["nouns"], annotations["boxes"]) if b is None],
+            "unfound_nouns": [noun for noun, box in zip(annotation.nouns, annotation.boxes) if box is None],
         }
 
     # ---------------------------------------------------------------- batching whole images
@@ -91,30 +116,60 @@ class ItemImageClassificationPipeline(Pipeline):
         return self._iterate(inputs, batch_size, preprocess_params, forward_params, postprocess_params)
 
     def _iterate(self, inputs, batch_size, preprocess_params, forward_params, postprocess_params):
+        """Results in input order, `batch_size` images per network call."""
         captions = preprocess_params.pop("captions", None)
+        on_error = preprocess_params.pop("on_error", "raise")
         if isinstance(captions, str):
             captions = [captions]
-        batch, offset = [], 0
+        if captions is not None and hasattr(inputs, "__len__") and len(captions) != len(inputs):
+            raise ValueError(f"Got {len(inputs)} images but {len(captions)} captions; pass one caption per image.")
+        batch, index = [], 0
         for item in inputs:
-            batch.append(item)
+            batch.append((index, item))
+            index += 1
             if len(batch) == batch_size:
-                yield from self._run_batch(batch, captions, offset, preprocess_params, forward_params, postprocess_params)
-                offset += len(batch)
+                yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params)
                 batch = []
         if batch:
-            yield from self._run_batch(batch, captions, offset, preprocess_params, forward_params, postprocess_params)
+            yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params)
 
-    def _run_batch(self, batch, captions, offset, preprocess_params, forward_params, postprocess_params):
-        batch_captions = None if captions is None else list(captions[offset : offset + len(batch)])
-        model_inputs = self.preprocess(batch, captions=batch_captions, **preprocess_params)
-        outputs = self.forward(model_inputs, **forward_params)
-        for i in range(len(batch)):
-            one = {
-                "probabilities": outputs["probabilities"][i : i + 1],
-                "similarities": outputs["similarities"][i : i + 1],
-                "annotations": {key: value[i : i + 1] for key, value in outputs["annotations"].items()},
-            }
-            yield self.postprocess(one, **postprocess_params)
+    def _run_batch(self, batch, captions, on_error, forward_params, postprocess_params):
+        results, images, image_captions = {}, [], []
+        for index, item in batch:
+            try:
+                images.append((index, load_image(item)))
+            except (ValueError, TypeError) as error:
+                if on_error == "raise":
+                    raise type(error)(f"Image {index} of the input: {error}") from None
+                results[index] = {"input": _describe(item), "error": str(error)}
+                continue
+            image_captions.append(None if captions is None or index >= len(captions) else captions[index])
+        if images:
+            model_inputs = self.preprocess(
+                [image for _, image in images], captions=None if captions is None else image_captions
+            )
+            outputs = self.forward(model_inputs, **forward_params)
+            for row, (index, _) in enumerate(images):
+                one = {
+                    "probabilities": outputs["probabilities"][row : row + 1],
+                    "similarities": outputs["similarities"][row : row + 1],
+                    "annotations": outputs["annotations"][row : row + 1],
+                }
+                results[index] = self.postprocess(one, **postprocess_params)
+        for index, _ in batch:
+            yield results[index]
+
+    @staticmethod
+    def read_image(image):
+        """An image as the pipeline reads it (a path, bytes, PIL image or array -> upright 8-bit RGB); a
+        `ValueError` naming it when it is not a readable image."""
+        return load_image(image)
+
+    @staticmethod
+    def draw_explanation(image, result, max_size: int | None = None):
+        """The explanation picture of one `explain=True` result: verdict, caption, and each object's box coloured
+        by how well it matches its word (see `visualization_item.draw_explanation`)."""
+        return draw_explanation(image, result, max_size=max_size)
 
     def _ensure_tensor_on_device(self, inputs, device):
         if isinstance(inputs, torch.Tensor):
@@ -122,3 +177,10 @@ class ItemImageClassificationPipeline(Pipeline):
         if isinstance(inputs, dict):
             return {key: self._ensure_tensor_on_device(value, device) for key, value in inputs.items()}
         return inputs
+
+
+def _describe(item) -> str:
+    """How an input is named in an error record: its path, or its type."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return f"<{type(item).__name__}>"

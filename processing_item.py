@@ -16,10 +16,11 @@ captions that have no nouns, the detector on the images that have nouns but no b
 image-processor call over all crops and one tokenizer call over all texts.
 """
 
+import math
 import os
 import shutil
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from transformers import AutoModelForImageTextToText, AutoModelForZeroShotObject
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
+
+from .images_item import limit_aspect_ratio, load_image
 
 try:
     import torch
@@ -52,79 +55,58 @@ NOUN_MODES = ("root", "chunk")
 OWL_DETECTORS = ("owlv2", "owlvit")  # logits: one column per text query
 GROUNDING_DETECTORS = ("grounding-dino", "mm-grounding-dino")  # logits: one column per text token
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-
 Box = list[float]  # [x0, y0, x1, y1] in pixels of the original image
 
 
-def load_image(image: Any) -> Image.Image:
-    """Return `image` as an 8-bit RGB PIL image.
+@dataclass
+class ItemAnnotations:
+    """What the frozen captioner, spaCy and detector found in one image; JSON-ready, and passed back to
+    `ItemProcessor.encode` (or as captions / nouns / boxes to `annotate`) no network runs again.
 
-    Accepts a path (str or PathLike), a PIL image in any mode (RGBA, palette, grayscale, CMYK, 16-bit ...)
-    or an HWC / HW uint8 numpy array. Raises `ValueError` naming the input when it is not a readable image,
-    and `TypeError` for an unsupported type.
+    caption: the image's caption (T0). nouns: the objects it names (T1..Tn), at most `max_objects`.
+    boxes: one per noun, `[x0, y0, x1, y1]` in pixels of the image, or None where the noun was not found.
+    box_scores: the detector's best score per noun (None where the box was given rather than detected).
     """
-    if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise ValueError(f"Image file not found: {path!r}. Pass the path of an existing image file.")
-        try:
-            with Image.open(path) as opened:
-                opened.load()  # decode now, so a truncated file fails here and not deep inside a model
-                return to_rgb(opened)
-        except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-            raise ValueError(f"Cannot read {path!r} as an image ({error}). Is it a complete image file?") from error
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+
+    caption: str
+    nouns: list[str] = field(default_factory=list)
+    boxes: list[Box | None] = field(default_factory=list)
+    box_scores: list[float | None] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not isinstance(self.caption, str):
+            raise TypeError(f"caption must be a str, got {type(self.caption).__name__}.")
+        self.nouns = [str(noun) for noun in self.nouns]
+        if len(self.boxes) != len(self.nouns):
             raise ValueError(
-                f"A numpy image must be uint8 of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got dtype "
-                f"{image.dtype} and shape {image.shape}."
+                f"{len(self.boxes)} boxes for {len(self.nouns)} nouns {self.nouns!r}; give one box (or None) per noun."
             )
-        return to_rgb(Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image))
-    raise TypeError(
-        f"Expected an image path, a PIL.Image or a uint8 numpy array, got {type(image).__name__}."
-    )
+        self.boxes = [None if box is None else check_box(box, noun) for box, noun in zip(self.boxes, self.nouns)]
+        if not self.box_scores:
+            self.box_scores = [None] * len(self.nouns)
+        self.box_scores = [None if score is None else float(score) for score in self.box_scores]
+
+    def to_dict(self) -> dict:
+        return {"caption": self.caption, "nouns": list(self.nouns), "boxes": [None if b is None else list(b) for b in self.boxes],
+                "box_scores": list(self.box_scores)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ItemAnnotations":
+        return cls(data["caption"], data.get("nouns", []), data.get("boxes", []), data.get("box_scores", []))
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: transparency is flattened onto white, 16/32-bit gray is rescaled."""
-    if image.mode == "RGB":
-        return image.copy()
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # PIL's own convert clips these at 255; rescale the real range instead.
-        values = np.asarray(image, dtype=np.float64)
-        high = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        gray = np.clip(values / high * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-# Images and crops more elongated than this are padded (bottom / right) before a network sees them: image
-# processors that resize the short side and cap the long side turn a 1 x 300 image into a 0-pixel-wide one.
-MAX_ASPECT_RATIO = 8.0
-PAD_COLOR = (124, 116, 104)  # CLIP's mean colour: about zero after normalisation
-
-
-def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
-    """Pad `image` at the bottom or right so that its long side is at most `max_ratio` times its short side.
-
-    The top-left corner stays in place, so pixel coordinates in the padded image are those of the original.
-    """
-    width, height = image.size
-    if max(width, height) <= max_ratio * min(width, height):
-        return image
-    padded_size = (max(width, int(np.ceil(height / max_ratio))), max(height, int(np.ceil(width / max_ratio))))
-    canvas = Image.new("RGB", padded_size, PAD_COLOR)
-    canvas.paste(image, (0, 0))
-    return canvas
+def check_box(box, noun: str = "") -> Box:
+    """A box as four finite floats `[x0, y0, x1, y1]`; anything else is a `ValueError` naming it."""
+    try:
+        values = [float(value) for value in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(value) for value in values):
+        raise ValueError(
+            f"Box {box!r}{f' of {noun!r}' if noun else ''} is not four finite numbers [x0, y0, x1, y1] in pixels; "
+            "pass such a box, or None when the object is not in the image."
+        )
+    return values
 
 
 def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -137,16 +119,31 @@ def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | N
     return left, top, right, bottom
 
 
+def bundled_subfolder(name_or_path: str) -> str | None:
+    """The checkpoint sub-folder a bundled component names ("./captioner" -> "captioner"), or None when
+    `name_or_path` is a Hub id or a path. A bundled name must stay inside the checkpoint: one plain folder name."""
+    if not name_or_path.startswith(BUNDLED_PREFIX):
+        return None
+    subfolder = name_or_path[len(BUNDLED_PREFIX):]
+    if not subfolder or subfolder in (".", "..") or any(sep in subfolder for sep in ("/", "\\", ":")) or subfolder.startswith("."):
+        raise ValueError(
+            f"Bundled component {name_or_path!r} points outside the checkpoint folder; a bundled component is one "
+            "sub-folder of the checkpoint, e.g. './captioner'. Pass a Hub id or an absolute path for anything else."
+        )
+    return subfolder
+
+
 def _component_kwargs(source: str | None, name_or_path: str, revision: str | None) -> dict[str, Any]:
     """Where to load a captioner / detector from: a bundled sub-folder of the checkpoint, or a Hub id / path."""
-    if name_or_path.startswith(BUNDLED_PREFIX):
-        if source is None:
-            raise ValueError(
-                f"{name_or_path!r} names a sub-folder of a saved ITEM checkpoint, but this processor was not "
-                "loaded from one. Load it with ItemProcessor.from_pretrained(CHECKPOINT) or pass a Hub id or path."
-            )
-        return {"pretrained_model_name_or_path": source, "subfolder": name_or_path[len(BUNDLED_PREFIX):], "revision": revision}
-    return {"pretrained_model_name_or_path": name_or_path}
+    subfolder = bundled_subfolder(name_or_path)
+    if subfolder is None:
+        return {"pretrained_model_name_or_path": name_or_path}
+    if source is None:
+        raise ValueError(
+            f"{name_or_path!r} names a sub-folder of a saved ITEM checkpoint, but this processor was not "
+            "loaded from one. Load it with ItemProcessor.from_pretrained(CHECKPOINT) or pass a Hub id or path."
+        )
+    return {"pretrained_model_name_or_path": source, "subfolder": subfolder, "revision": revision}
 
 
 @dataclass
@@ -188,6 +185,8 @@ class ItemProcessor(ProcessorMixin):
             "<CAPTION>" for Florence-2); stripped from the caption when the model echoes it.
         text_max_length (`int`, *optional*): token length L of every text; defaults to the tokenizer's
             maximum (77 for CLIP, 64 for SigLIP). Longer captions are truncated.
+        component_sources (`dict`, *optional*): where the backbone, captioner and detector came from (Hub ids or
+            paths, as `item build` was given them); the model card is written from it.
     """
 
     def __init__(
@@ -204,6 +203,7 @@ class ItemProcessor(ProcessorMixin):
         caption_num_beams: int = 1,
         caption_prompt: str | None = None,
         text_max_length: int | None = None,
+        component_sources: dict | None = None,
     ):
         if not isinstance(max_objects, int) or max_objects < 0:
             raise ValueError(f"max_objects={max_objects!r}; pass a non-negative integer (8 by default).")
@@ -211,6 +211,8 @@ class ItemProcessor(ProcessorMixin):
             raise ValueError(f"box_threshold={box_threshold!r}; pass a score in [0, 1] (0.3 by default).")
         if noun_mode not in NOUN_MODES:
             raise ValueError(f"noun_mode={noun_mode!r}; choose one of {NOUN_MODES}.")
+        for name in (captioner_name_or_path, detector_name_or_path):
+            bundled_subfolder(name)  # a saved config must not point outside its checkpoint
         self.captioner_name_or_path = captioner_name_or_path
         self.detector_name_or_path = detector_name_or_path
         self.spacy_model = spacy_model
@@ -224,6 +226,7 @@ class ItemProcessor(ProcessorMixin):
             model_max = getattr(tokenizer, "model_max_length", None)
             text_max_length = model_max if isinstance(model_max, int) and model_max <= 4096 else 64
         self.text_max_length = text_max_length
+        self.component_sources = dict(component_sources or {})
         # Where this processor was loaded from, to find bundled components ("./captioner"). Not saved.
         self._source: str | None = None
         self._revision: str | None = None
@@ -247,10 +250,11 @@ class ItemProcessor(ProcessorMixin):
             (self.captioner_name_or_path, "captioner"),
             (self.detector_name_or_path, "detector"),
         ):
-            if not name_or_path.startswith(BUNDLED_PREFIX):
+            subfolder = bundled_subfolder(name_or_path)
+            if subfolder is None:
                 continue
-            target = os.path.join(save_directory, name_or_path[len(BUNDLED_PREFIX):])
-            source = self._source and os.path.join(self._source, name_or_path[len(BUNDLED_PREFIX):])
+            target = os.path.join(save_directory, subfolder)
+            source = self._source and os.path.join(self._source, subfolder)
             local_source = bool(source) and os.path.isdir(source)
             if local_source and os.path.abspath(source) == os.path.abspath(target):
                 continue  # saving over the folder it came from: already there
@@ -271,7 +275,23 @@ class ItemProcessor(ProcessorMixin):
 
     @property
     def device(self):
+        """Where the captioner and detector run."""
         return self._networks.device
+
+    @property
+    def dtype(self):
+        """The captioner's and detector's dtype (None: as saved)."""
+        return self._networks.dtype
+
+    @property
+    def source(self) -> str | None:
+        """The checkpoint this processor was loaded from (where bundled components live), or None."""
+        return self._source
+
+    @property
+    def revision(self) -> str | None:
+        """The Hub revision it was loaded at, if one was given."""
+        return self._revision
 
     def to(self, device=None, dtype=None) -> "ItemProcessor":
         """Run the captioner and detector on `device` (and in `dtype`, e.g. torch.float16 on a GPU)."""
@@ -391,7 +411,7 @@ class ItemProcessor(ProcessorMixin):
         if not todo:
             return boxes, scores
         model, processor = self.detector
-        batch_images = [limit_aspect_ratio(images[i]) for i in todo]
+        batch_images, shrink = zip(*(limit_aspect_ratio(images[i]) for i in todo))
         batch_nouns = [nouns[i] for i in todo]
         model_type = model.config.model_type
         if model_type not in OWL_DETECTORS + GROUNDING_DETECTORS:
@@ -425,6 +445,7 @@ class ItemProcessor(ProcessorMixin):
             scale_w, scale_h = (
                 (max(padded_width, padded_height),) * 2 if model_type == "owlv2" else (padded_width, padded_height)
             )
+            scale_w, scale_h = scale_w * shrink[row], scale_h * shrink[row]  # padded-image pixels -> image pixels
             best_score, best_query = noun_scores.max(dim=0)
             for j in range(len(names)):
                 scores[index][j] = float(best_score[j])
@@ -436,39 +457,29 @@ class ItemProcessor(ProcessorMixin):
                 boxes[index][j] = [float(v) for v in clipped] if clipped is not None else None
         return boxes, scores
 
-    # ------------------------------------------------------------------ the processor call
-    def __call__(
+    # ------------------------------------------------------------------ the two steps
+    def annotate(
         self,
-        images=None,
+        images,
         captions: list[str | None] | str | None = None,
         nouns: list[list[str] | None] | None = None,
         boxes: list[list[Box | None] | None] | None = None,
-        return_tensors: str | None = "pt",
-        return_annotations: bool = False,
-    ) -> BatchFeature:
-        """Annotate and preprocess a batch of images.
+    ) -> list[ItemAnnotations]:
+        """Caption, extract nouns and ground them: the frozen captioner, spaCy and detector, each once per batch
+        and only for the images that need it.
 
         Args:
-            images: one image or a list (paths, PIL images in any mode, uint8 arrays).
+            images: one image or a list (paths, image file bytes, PIL images in any mode, uint8 arrays).
             captions: captions you already have (alt text, dataset captions), one per image; `None` entries
                 are written by the captioner.
             nouns: the objects to look for, one list per image; `None` entries are extracted from the caption.
             boxes: one list per image aligned with its nouns, each box `[x0, y0, x1, y1]` in pixels or `None`
                 (object not present); a `None` list runs the detector on that image.
-            return_tensors: `"pt"` or `"np"` (None also gives numpy arrays).
-            return_annotations: also return `caption`, `nouns`, `boxes` and `box_scores` per image, to store and
-                pass back in later (then no network runs again).
 
         Returns:
-            `BatchFeature` with `pixel_values`, `input_ids`, (`attention_mask`), `object_mask` and the
-            backbone image processor's other outputs, each with leading shape (B, 1 + K) or (B, K).
+            one `ItemAnnotations` per image.
         """
-        if images is None:
-            raise ValueError("ItemProcessor needs `images=`: one image or a list of images.")
-        if self.image_processor is None or self.tokenizer is None:
-            raise ValueError("This ItemProcessor has no backbone image_processor/tokenizer; build it with both.")
-        single = not isinstance(images, (list, tuple))
-        images = [load_image(image) for image in ([images] if single else images)]
+        single, images = self._images(images)
         count = len(images)
         # One image's nouns given bare (["man"]) make its boxes bare too: boxes=[None] then means "man has no
         # box", not "detect for this image".
@@ -497,37 +508,46 @@ class ItemProcessor(ProcessorMixin):
         found_boxes, found_scores = self.ground([images[i] for i in missing], [nouns[i] for i in missing])
         for i, image_boxes, image_scores in zip(missing, found_boxes, found_scores):
             boxes[i], box_scores[i] = image_boxes, image_scores
-        boxes = [list(image_boxes)[: self.max_objects] for image_boxes in boxes]
+        return [
+            ItemAnnotations(captions[i], nouns[i], list(boxes[i])[: self.max_objects], box_scores[i][: self.max_objects])
+            for i in range(count)
+        ]
 
-        inputs = self.encode(images, captions, nouns, boxes, return_tensors=return_tensors)
-        if return_annotations:
-            inputs["caption"] = captions
-            inputs["nouns"] = nouns
-            inputs["boxes"] = [
-                [None if box is None else [float(v) for v in box] for box in image_boxes] for image_boxes in boxes
-            ]
-            inputs["box_scores"] = box_scores
-        return inputs
+    def encode(self, images, annotations: list[ItemAnnotations], return_tensors: str | None = "pt") -> BatchFeature:
+        """Crop, preprocess and tokenise annotated images into fixed-shape model inputs (no network runs here).
 
-    def encode(self, images, captions, nouns, boxes, return_tensors="pt") -> BatchFeature:
-        """Crop, preprocess and tokenise annotated images into fixed-shape tensors (no network runs here).
+        Args:
+            images: one image or a list, as for `annotate`.
+            annotations: one `ItemAnnotations` (or its dict) per image.
+            return_tensors: `"pt"` or `"np"` (None also gives numpy arrays).
 
-        A box that is None, or that covers less than one pixel once clipped to the image, leaves its slot empty.
+        Returns:
+            `BatchFeature` with `pixel_values`, `input_ids`, (`attention_mask`), `object_mask` and the backbone
+            image processor's other outputs, each with leading shape (B, 1 + K) or (B, K). A box that is None, or
+            that covers less than one pixel once clipped to the image, leaves its slot empty.
         """
+        if self.image_processor is None or self.tokenizer is None:
+            raise ValueError("This ItemProcessor has no backbone image_processor/tokenizer; build it with both.")
+        single, images = self._images(images)
+        if isinstance(annotations, (ItemAnnotations, dict)):
+            annotations = [annotations]
+        annotations = [a if isinstance(a, ItemAnnotations) else ItemAnnotations.from_dict(a) for a in annotations]
+        if len(annotations) != len(images):
+            raise ValueError(f"Got {len(images)} images but {len(annotations)} annotations; pass one per image.")
         count, slots = len(images), 1 + self.max_objects
         object_mask = np.zeros((count, self.max_objects), dtype=bool)
         crops, crop_slots, texts, text_slots = [], [], [], []
-        for i, image in enumerate(images):
-            crops.append(limit_aspect_ratio(image))
+        for i, (image, annotation) in enumerate(zip(images, annotations)):
+            crops.append(limit_aspect_ratio(image)[0])
             crop_slots.append(i * slots)
-            texts.append(captions[i])
+            texts.append(annotation.caption)
             text_slots.append(i * slots)
-            for j, (noun, box) in enumerate(zip(nouns[i], boxes[i])):
+            for j, (noun, box) in enumerate(list(zip(annotation.nouns, annotation.boxes))[: self.max_objects]):
                 region = None if box is None else clip_box(box, *image.size)
                 if region is None:
                     continue
                 object_mask[i, j] = True
-                crops.append(limit_aspect_ratio(image.crop(region)))
+                crops.append(limit_aspect_ratio(image.crop(region))[0])
                 crop_slots.append(i * slots + 1 + j)
                 texts.append(noun)
                 text_slots.append(i * slots + 1 + j)
@@ -551,6 +571,35 @@ class ItemProcessor(ProcessorMixin):
                 data[key] = full.reshape(count, slots, *value.shape[1:])
         data["object_mask"] = object_mask
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def __call__(
+        self,
+        images=None,
+        captions: list[str | None] | str | None = None,
+        nouns: list[list[str] | None] | None = None,
+        boxes: list[list[Box | None] | None] | None = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """`encode(images, annotate(images, captions, nouns, boxes))`: images in, model inputs out.
+
+        To keep what the networks found (to store it, or to show it), call the two steps yourself.
+        """
+        if images is None:
+            raise ValueError("ItemProcessor needs `images=`: one image or a list of images.")
+        if self.image_processor is None or self.tokenizer is None:
+            raise ValueError("This ItemProcessor has no backbone image_processor/tokenizer; build it with both.")
+        single, loaded = self._images(images)
+        annotations = self.annotate(loaded if not single else loaded[0], captions, nouns, boxes)
+        return self.encode(loaded, annotations, return_tensors=return_tensors)
+
+    @staticmethod
+    def _images(images) -> tuple[bool, list[Image.Image]]:
+        """(given as one bare image?, the images as RGB PIL images)."""
+        single = not isinstance(images, (list, tuple))
+        images = [images] if single else list(images)
+        if not images:
+            raise ValueError("Got an empty list of images; pass at least one image.")
+        return single, [load_image(image) for image in images]
 
     @property
     def model_input_names(self):

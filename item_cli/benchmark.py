@@ -99,7 +99,7 @@ def _bert_tokenizer():
     """A WordPiece tokenizer with bert-base-uncased's special-token ids (Grounding DINO hard-codes 101, 102, 1012, 1029)."""
     from transformers import BertTokenizer
 
-    from .tiny import WORDS
+    from .testing.tiny import WORDS
 
     vocab = [f"[unused{i}]" for i in range(30522)]
     for index, token in {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1010: ",", 1011: "-",
@@ -182,7 +182,7 @@ def build_networks(settings: BenchmarkSettings, workdir: str | os.PathLike) -> N
     from item_detector.modeling_item import ItemForImageClassification
     from item_detector.processing_item import ItemProcessor
 
-    from .tiny import tiny_clip_tokenizer
+    from .testing.tiny import tiny_clip_tokenizer
 
     sizes = _sizes(settings.network_size)
     workdir = Path(workdir)
@@ -364,6 +364,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None, log: Callable[[str]
     import torch
 
     from item_detector.pipeline_item import ItemImageClassificationPipeline
+    from item_detector.processing_item import ItemAnnotations
 
     settings = settings or BenchmarkSettings()
     device = torch.device(settings.device)
@@ -406,7 +407,8 @@ def run_benchmark(settings: BenchmarkSettings | None = None, log: Callable[[str]
                     nouns = timer("noun_extraction", lambda: processor.extract_nouns(captions))
                     check_annotations({"caption": captions, "nouns": nouns}, batch)
                     boxes = timer("detection", lambda: processor.ground(images, nouns))[0]
-                    inputs = timer("crops_and_preprocessing", lambda: processor.encode(images, captions, nouns, boxes))
+                    annotations = [ItemAnnotations(c, n, b) for c, n, b in zip(captions, nouns, boxes)]
+                    inputs = timer("crops_and_preprocessing", lambda: processor.encode(images, annotations))
                     # Select the used slots and cut the text padding outside the timings: the networks alone.
                     object_mask = inputs["object_mask"]
                     slot_mask = torch.cat([torch.ones_like(object_mask[:, :1]), object_mask], dim=1).bool()
@@ -421,7 +423,7 @@ def run_benchmark(settings: BenchmarkSettings | None = None, log: Callable[[str]
                         input_ids=input_ids, attention_mask=attention_mask)))
                     full_image, full_text = _embeddings(image_embeds, text_embeds, slot_mask.to(device))
                     gpu_object_mask = object_mask.to(device)
-                    timer("head", lambda: model.forward_head(full_image, full_text, gpu_object_mask)[0].softmax(-1))
+                    timer("head", lambda: model.forward_head(full_image, full_text, gpu_object_mask).softmax(-1))
                 state.update(captions=captions, nouns=nouns, object_mask=object_mask, used=used, length=length,
                              features=(full_image.float().cpu(), full_text.float().cpu(), object_mask.cpu()),
                              stages_peak=_peak_memory_mb(device))

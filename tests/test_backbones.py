@@ -95,7 +95,7 @@ def test_family_trains_and_round_trips(family_checkpoints, family, tmp_path):
 
 def test_siglip_backbone_without_attention_mask():
     """SigLIP (v1): no projection_dim, a tokenizer that returns no attention_mask."""
-    from item_cli.tiny import _text_tower, tiny_clip_tokenizer
+    from item_cli.testing.tiny import _text_tower, tiny_clip_tokenizer
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     torch.manual_seed(0)
@@ -116,7 +116,7 @@ def _families_named(message):
 
 
 def test_vision_only_backbone_is_refused(tiny_parts, tmp_path):
-    from item_cli.build import build_checkpoint
+    from item_cli.checkpoint import build_checkpoint
     from item_detector.configuration_item import ItemConfig
     from transformers import ViTConfig, ViTModel
 
@@ -141,16 +141,15 @@ def test_owlv2_detector_end_to_end(build_tiny_checkpoint):
     detector, _ = processor.detector
     assert detector.config.model_type == "owlv2"
     images = make_images(2, size=(64, 32))
-    inputs = processor(images=images, captions=["a man riding a bike", "a cat on a table"], return_annotations=True)
-    assert inputs["nouns"] == [["man", "bike"], ["cat", "table"]]
-    for i, image_boxes in enumerate(inputs["boxes"]):
+    annotations = processor.annotate(images, captions=["a man riding a bike", "a cat on a table"])
+    inputs = processor.encode(images, annotations)
+    assert [a.nouns for a in annotations] == [["man", "bike"], ["cat", "table"]]
+    for i, image_boxes in enumerate(a.boxes for a in annotations):
         for j, box in enumerate(image_boxes):
             assert bool(inputs["object_mask"][i, j]) == (box is not None)
             if box is not None:
                 assert 0 <= box[0] < box[2] <= 64 and 0 <= box[1] < box[3] <= 32
     assert inputs["object_mask"].any()  # threshold 0: the random detector grounds something
-    for key in ("caption", "nouns", "boxes", "box_scores"):
-        inputs.pop(key)
     with torch.no_grad():
         assert torch.isfinite(model(**inputs).logits).all()
     result = pipeline("image-classification", model=str(folder), trust_remote_code=True)(images[0], explain=True)
@@ -160,8 +159,8 @@ def test_owlv2_detector_end_to_end(build_tiny_checkpoint):
 def test_owlv2_detector_of_consistent_size_end_to_end(tiny_parts, tmp_path):
     """The processor's OWLv2 path with a tiny OWLv2 whose projection size equals its text width (as in the real
     models): independent of how item_cli.tiny sizes its own OWLv2."""
-    from item_cli.build import build_checkpoint
-    from item_cli.tiny import _text_tower, tiny_clip_tokenizer
+    from item_cli.checkpoint import build_checkpoint
+    from item_cli.testing.tiny import _text_tower, tiny_clip_tokenizer
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor, pipeline
 
     torch.manual_seed(0)
@@ -183,10 +182,12 @@ def test_owlv2_detector_of_consistent_size_end_to_end(tiny_parts, tmp_path):
         processor_options={"box_threshold": 0.0, "max_objects": 3},
     )
     processor = ItemProcessor.from_pretrained(folder)
-    inputs = processor(images=make_images(2, size=(48, 48)), captions=["a man riding a bike", "a cat"], return_annotations=True)
-    assert inputs["nouns"] == [["man", "bike"], ["cat"]]
+    images = make_images(2, size=(48, 48))
+    annotations = processor.annotate(images, captions=["a man riding a bike", "a cat"])
+    inputs = processor.encode(images, annotations)
+    assert [a.nouns for a in annotations] == [["man", "bike"], ["cat"]]
     assert inputs["object_mask"].tolist() == [[True, True, False], [True, False, False]]
-    for image_boxes in inputs["boxes"]:
+    for image_boxes in (a.boxes for a in annotations):
         for box in image_boxes:
             assert 0 <= box[0] < box[2] <= 48 and 0 <= box[1] < box[3] <= 48
             assert box[2] - box[0] <= 24  # one patch-sized box, not the whole image

@@ -4,6 +4,7 @@ import io
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +13,14 @@ from PIL import Image
 
 from item_detector.configuration_item import ItemConfig
 from item_detector.modeling_item import ItemForImageClassification
-from item_detector.processing_item import ItemProcessor, load_image, to_rgb
+from helpers import annotate_and_encode, noise_images
+
+from item_detector.images_item import load_image, to_rgb
+from item_detector.processing_item import ItemProcessor
 
 
 def noise(size=(40, 30), seed=0):
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    return noise_images(1, size, seed)[0]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,8 @@ def loaded(build_tiny_checkpoint):
 
 def run(loaded, images, **kwargs):
     model, processor = loaded
-    inputs = processor(images=images, return_annotations=True, **kwargs)
-    annotations = {key: inputs.pop(key) for key in ("caption", "nouns", "boxes", "box_scores")}
+    inputs, found = annotate_and_encode(processor, images, **kwargs)
+    annotations = {key: [getattr(a, key) for a in found] for key in ("caption", "nouns", "boxes", "box_scores")}
     with torch.no_grad():
         output = model(**inputs)
     return inputs, annotations, output
@@ -62,22 +65,23 @@ def test_processor_reports_the_bad_file(loaded, broken_files):
         processor(images=[noise(), broken_files[1]], captions=["a", "b"], nouns=[[], []], boxes=[[], []])
 
 
-def test_folder_with_one_broken_file(broken_files, tmp_path, capsys):
-    from item_cli.files import find_images, read_images
+def test_folder_with_one_broken_file(broken_files, tmp_path):
+    from item_cli.data import find_files
+    from item_cli.data.decode import ImageReader
 
     folder = broken_files[0].parent
     for i in range(2):
         noise(seed=i).save(folder / f"good{i}.png")
     (folder / "readme.txt").write_text("not an image, and not named like one")
-    paths = find_images([folder])
-    assert [p.name for p in paths] == ["good0.png", "good1.png", "notes.jpg", "truncated.jpg"]
-    errors = []
-    read = list(read_images(paths, errors))
-    assert [p.name for p, _ in read] == ["good0.png", "good1.png"]
-    assert all(image.mode == "RGB" for _, image in read)
-    assert [e[0] for e in errors] == [str(folder / "notes.jpg"), str(folder / "truncated.jpg")]
-    stderr = capsys.readouterr().err
-    assert "notes.jpg" in stderr and "truncated.jpg" in stderr
+    paths, skipped = find_files([folder])
+    assert [p.name for p in paths] == ["good0.png", "good1.png", "notes.jpg", "readme.txt", "truncated.jpg"] and not skipped
+    with ImageReader(workers=2) as reader:
+        read = list(reader.read(paths))
+    assert [Path(d.path).name for d in read if d.error is None] == ["good0.png", "good1.png"]
+    assert all(d.image.mode == "RGB" for d in read if d.error is None)
+    failed = {Path(d.path).name: d.error for d in read if d.error is not None}
+    assert set(failed) == {"notes.jpg", "readme.txt", "truncated.jpg"}
+    assert "not a file of a supported format" in failed["readme.txt"] and "truncated" in failed["truncated.jpg"]
 
 
 def test_detect_command_skips_the_broken_file(broken_files, checkpoint, capsys, monkeypatch):
@@ -91,13 +95,15 @@ def test_detect_command_skips_the_broken_file(broken_files, checkpoint, capsys, 
     captured = capsys.readouterr()
     assert code == 0
     records = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    records = [record for record in records if "error" not in record]
     assert [record["path"] for record in records] == [str(folder / "good0.png"), str(folder / "good1.png")]
     for record in records:
         assert 0.0 <= record["fake_probability"] <= 1.0
         assert record["is_fake"] == (record["fake_probability"] >= record["threshold"])
         assert {item["label"] for item in record["labels"]} == {"real", "fake"}
-    assert "truncated.jpg" in captured.err and "notes.jpg" in captured.err
-    assert "2 images scored, 2 skipped" in captured.err
+    errors = {Path(r["path"]).name: r["error"] for r in (json.loads(line) for line in captured.out.splitlines()) if "error" in r}
+    assert set(errors) == {"truncated.jpg", "notes.jpg"}  # every input file answered for, exactly once
+    assert "2 images scored, 2 files skipped" in captured.err
 
 
 def test_detect_command_text_output_and_threshold(checkpoint, tmp_path, capsys, monkeypatch):
@@ -115,7 +121,8 @@ def test_detect_command_with_no_readable_image_fails(broken_files, checkpoint, c
 
     monkeypatch.setattr(sys, "argv", [sys.argv[0]])
     assert main(["detect", str(broken_files[1]), "--model", str(checkpoint), "--json"]) == 1
-    assert capsys.readouterr().out.strip() == ""
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "truncated" in json.loads(lines[0])["error"]
 
 
 def test_detect_command_with_a_missing_path(checkpoint, tmp_path, capsys, monkeypatch):
@@ -207,8 +214,8 @@ def test_bad_arrays_and_types():
         load_image(np.zeros((4, 4, 2), dtype=np.uint8))
     with pytest.raises(TypeError, match="int"):
         load_image(123)
-    with pytest.raises(TypeError, match="bytes"):
-        load_image(b"\x89PNG")
+    with pytest.raises(ValueError, match="4 bytes"):
+        load_image(b"\x89PNG")  # bytes are an image file's contents: these are not a readable one
 
 
 # ---------------------------------------------------------------------------------------------- odd sizes
@@ -267,14 +274,12 @@ def test_empty_caption(loaded):
 def test_nouns_the_detector_cannot_find_are_dropped(build_tiny_checkpoint):
     folder = build_tiny_checkpoint(max_objects=3, box_threshold=1.0)
     model, processor = ItemForImageClassification.from_pretrained(folder), ItemProcessor.from_pretrained(folder)
-    inputs = processor(images=[noise()], captions=["a man riding a bike"], return_annotations=True)
-    assert inputs["nouns"] == [["man", "bike"]]
-    assert inputs["boxes"] == [[None, None]]
-    assert all(score < 1.0 for score in inputs["box_scores"][0])
+    inputs, annotations = annotate_and_encode(processor, [noise()], captions=["a man riding a bike"])
+    assert annotations[0].nouns == ["man", "bike"]
+    assert annotations[0].boxes == [None, None]
+    assert all(score < 1.0 for score in annotations[0].box_scores)
     assert not inputs["object_mask"].any()
     assert not inputs["pixel_values"][0, 1:].any()
-    for key in ("caption", "nouns", "boxes", "box_scores"):
-        inputs.pop(key)
     with torch.no_grad():
         assert torch.isfinite(model(**inputs).logits).all()
 
@@ -333,7 +338,7 @@ def test_wrong_types_raise(loaded):
 
 
 def test_bad_config_values_raise_before_anything_is_written(tiny_parts, tmp_path):
-    from item_cli.build import build_checkpoint
+    from item_cli.checkpoint import build_checkpoint
 
     for options, word in (({"distance_type": "foo"}, "foo"), ({"fusion": "bar"}, "bar"), ({"decision_threshold": 2}, "2")):
         with pytest.raises(ValueError, match=word):
@@ -361,7 +366,9 @@ def test_cached_embeddings_of_the_wrong_size(loaded):
     model, _ = loaded
     mask = torch.zeros(1, 3, dtype=torch.bool)
     with torch.no_grad():
-        with pytest.raises(RuntimeError):
+        with pytest.raises(ValueError, match=r"24.*\(1, 4, 5\)"):
             model(image_embeds=torch.zeros(1, 4, 5), text_embeds=torch.zeros(1, 4, 5), object_mask=mask)
+        with pytest.raises(ValueError, match="object_mask"):
+            model(image_embeds=torch.zeros(1, 4, 24), text_embeds=torch.zeros(1, 4, 24), object_mask=torch.zeros(1, 2, dtype=torch.bool))
         logits = model(image_embeds=torch.zeros(1, 4, 24), text_embeds=torch.zeros(1, 4, 24), object_mask=mask).logits
     assert math.isfinite(float(logits.sum()))

@@ -45,8 +45,9 @@ def _run(model, processor, images, annotations):
     captions = [caption for caption, _, _ in annotations]
     nouns = [list(names) for _, names, _ in annotations]
     boxes = [list(image_boxes) for _, _, image_boxes in annotations]
-    inputs = processor(images=images, captions=captions, nouns=nouns, boxes=boxes, return_annotations=True)
-    found = {key: inputs.pop(key) for key in ("caption", "nouns", "boxes", "box_scores")}
+    annotations = processor.annotate(images, captions=captions, nouns=nouns, boxes=boxes)
+    inputs = processor.encode(images, annotations)
+    found = {key: [getattr(a, key) for a in annotations] for key in ("caption", "nouns", "boxes", "box_scores")}
     with torch.no_grad():
         output = model(**inputs)
     return found, inputs, output

@@ -5,14 +5,14 @@ import json
 
 import numpy as np
 import pytest
-from item_data_helpers import make_cnndetection
+from helpers import make_cnndetection
 from PIL import Image
 
 from item_cli.cli import main
-from item_cli.evaluation import OUTPUT_FILES
-from item_cli.metrics import accuracy_real, average_precision
+from item_cli.data.perturb import Augmentation, Perturbation, downscale, gaussian_blur, jpeg, perturbations_from_args
+from item_cli.evaluation.evaluate import OUTPUT_FILES
+from item_cli.evaluation.metrics import accuracy_real, average_precision
 from item_detector.processing_item import ItemProcessor
-from item_cli.perturb import Augmentation, Perturbation, downscale, gaussian_blur, jpeg, perturbations_from_args
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,7 @@ def test_evaluate_writes_every_output_file(evaluated):
             mine = [r for r in scores if r["condition"] == condition and r["generator"] == generator]
             labels = [int(r["label"] == "fake") for r in mine]
             values = [float(r["fake_probability"]) for r in mine]
+            assert all(float(repr(v)) == v and len(r["fake_probability"]) > 9 for v, r in zip(values, mine))  # full precision
             reported = results["conditions"][condition]["generators"][generator]
             assert reported["ap"] == pytest.approx(average_precision(labels, values), abs=1e-5)
             assert reported["acc_real"] == pytest.approx(accuracy_real(labels, values, threshold))

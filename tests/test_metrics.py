@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from item_cli.metrics import (
+from item_cli.evaluation.metrics import (
     accuracy,
     accuracy_fake,
     accuracy_real,

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from helpers import noise_images
+
 from item_detector.modeling_item import ItemForImageClassification, misalignment_features
 from item_detector.processing_item import ItemProcessor
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoTokenizer
@@ -20,8 +22,7 @@ EXPECTED_MASK = [[True, True, False, False], [True, False, False, False], [False
 
 
 def make_images(n=3, size=(64, 48), seed=0):
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(n)]
+    return noise_images(n, size, seed)
 
 
 # ---------------------------------------------------------------------------------------------- hand computation
@@ -221,6 +222,20 @@ def test_cached_embeddings_give_the_same_logits(loaded):
     torch.testing.assert_close(cached.logits, full.logits, atol=0, rtol=0)
     with pytest.raises(ValueError, match="object_mask"):
         model(image_embeds=full.image_embeds, text_embeds=full.text_embeds)
+
+
+def test_forward_features_and_forward_head_each_stand_alone(loaded):
+    """timm's split: features first (frozen), head last (trained); pre_logits gives what the MLP sees."""
+    model, processor = loaded
+    inputs = processor(images=make_images(), captions=CAPTIONS, nouns=NOUNS, boxes=BOXES)
+    with torch.no_grad():
+        full = model(**inputs)
+        embeddings = model.forward_features(**inputs)
+        logits = model.forward_head(embeddings.image_embeds, embeddings.text_embeds, inputs["object_mask"])
+        features = model.forward_head(embeddings.image_embeds, embeddings.text_embeds, inputs["object_mask"], pre_logits=True)
+    torch.testing.assert_close(logits, full.logits, atol=0, rtol=0)
+    torch.testing.assert_close(features, full.features, atol=0, rtol=0)
+    assert features.shape == (3, model.config.head_input_dim)
 
 
 def test_labels_give_cross_entropy_and_only_head_gradients(loaded):

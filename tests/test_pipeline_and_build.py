@@ -17,7 +17,7 @@ from item_detector.modeling_item import ItemForImageClassification
 from item_detector.processing_item import ItemProcessor
 
 REPO = Path(__file__).resolve().parent.parent
-REMOTE_FILES = ("configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py")
+REMOTE_FILES = ("configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py")
 PROBE_CAPTION = "a man riding a bike on the road"
 
 # Runs in a fresh interpreter: hides this project (the editable install included), then loads DIR only through
@@ -59,11 +59,10 @@ FRESH_SCRIPT = textwrap.dedent(
     report["modules"] = [type(base).__module__, type(model).__module__, type(processor).__module__]
     report["backbone_frozen"] = all(not p.requires_grad for p in model.backbone.parameters())
     report["head_trainable"] = all(p.requires_grad for p in model.head.parameters())
-    inputs = processor(images=[image], captions=[caption], return_annotations=True)
-    report["nouns"] = inputs.pop("nouns")
-    report["boxes"] = inputs.pop("boxes")
-    for key in ("caption", "box_scores"):
-        inputs.pop(key)
+    annotations = processor.annotate([image], captions=[caption])
+    inputs = processor.encode([image], annotations)
+    report["nouns"] = [a.nouns for a in annotations]
+    report["boxes"] = [a.boxes for a in annotations]
     with torch.no_grad():
         report["logits"] = model(**inputs).logits.tolist()
         report["base_logits"] = base(**inputs).logits.tolist()
@@ -147,10 +146,10 @@ def check_fresh_report(report, checkpoint):
     # the same inputs, in this process, through the project's own classes
     model = ItemForImageClassification.from_pretrained(checkpoint)
     processor = ItemProcessor.from_pretrained(checkpoint)
-    inputs = processor(images=[Image.open(report["image"])], captions=[PROBE_CAPTION], return_annotations=True)
-    assert inputs["nouns"] == report["nouns"] and inputs["boxes"] == report["boxes"]
-    for key in ("caption", "nouns", "boxes", "box_scores"):
-        inputs.pop(key)
+    image = Image.open(report["image"])
+    annotations = processor.annotate([image], captions=[PROBE_CAPTION])
+    assert [a.nouns for a in annotations] == report["nouns"] and [a.boxes for a in annotations] == report["boxes"]
+    inputs = processor.encode([image], annotations)
     with torch.no_grad():
         here = model(**inputs).logits
     torch.testing.assert_close(torch.tensor(report["logits"]), here, atol=1e-5, rtol=0)
@@ -200,7 +199,7 @@ def test_build_copies_the_backbone_weights(checkpoint, tiny_parts):
 
 
 def test_build_is_reproducible_with_a_seed(build_tiny_checkpoint, tiny_parts, tmp_path):
-    from item_cli.build import build_checkpoint
+    from item_cli.checkpoint import build_checkpoint
     from safetensors.torch import load_file
 
     kwargs = dict(
@@ -230,13 +229,13 @@ def pipe(checkpoint):
 def test_pipeline_batches_whole_images(pipe, monkeypatch):
     """The captioner / detector / backbone see whole batches of `batch_size` images, not one at a time."""
     sizes = []
-    original = pipe.processor.__class__.__call__
+    original = pipe.processor.__class__.annotate
 
-    def spy(self, images=None, **kwargs):
+    def spy(self, images, **kwargs):
         sizes.append(len(images))
-        return original(self, images=images, **kwargs)
+        return original(self, images, **kwargs)
 
-    monkeypatch.setattr(pipe.processor.__class__, "__call__", spy)
+    monkeypatch.setattr(pipe.processor.__class__, "annotate", spy)
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)) for _ in range(5)]
     results = pipe(imgs, batch_size=2)

@@ -7,11 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import annotate_and_encode, noise_images
+
+from item_detector.images_item import limit_aspect_ratio
 from item_detector.processing_item import (
+    ItemAnnotations,
     ItemProcessor,
     clip_box,
     grounding_text,
-    limit_aspect_ratio,
     load_spacy,
     token_scores_to_noun_scores,
 )
@@ -22,8 +25,7 @@ CAPTION = "a man riding a red bicycle down a busy street"
 
 
 def images(n=2, size=(64, 48), seed=0):
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(n)]
+    return noise_images(n, size, seed)
 
 
 def _refuse(name):
@@ -75,18 +77,18 @@ def with_settings(base, **settings):
 
 # ---------------------------------------------------------------------------------------------- shapes
 def test_fixed_shapes_with_every_network_running(processor):
-    out = processor(images=images(2), captions=[CAPTION, "a cat on a table"], return_annotations=True)
+    out, annotations = annotate_and_encode(processor, images(2), captions=[CAPTION, "a cat on a table"])
     assert out["pixel_values"].shape == (2, 4, 3, 32, 32)
     assert out["input_ids"].shape == (2, 4, 77)
     assert out["attention_mask"].shape == (2, 4, 77)
     assert out["object_mask"].shape == (2, 3)
     assert out["object_mask"].dtype == torch.bool
     assert isinstance(out["pixel_values"], torch.Tensor)
-    assert out["nouns"] == [["man", "bicycle", "street"], ["cat", "table"]]
+    assert [a.nouns for a in annotations] == [["man", "bicycle", "street"], ["cat", "table"]]
     for i in range(2):
-        for j, box in enumerate(out["boxes"][i]):
+        for j, box in enumerate(annotations[i].boxes):
             assert bool(out["object_mask"][i, j]) == (box is not None)
-            score = out["box_scores"][i][j]
+            score = annotations[i].box_scores[j]
             assert isinstance(score, float) and 0.0 <= score <= 1.0
             if box is not None:
                 x0, y0, x1, y1 = box
@@ -139,24 +141,24 @@ def test_single_image_bare_annotations_with_an_unfound_noun(processor, block):
     """One image's annotations passed back bare: nouns ["man"] with boxes [None] ("man" was not found) must not
     send the image to the detector again, as `nouns` given bare is not treated as a per-image list either."""
     block("captioner", "nouns", "detector")
-    out = processor(images=images(1)[0], captions="a man", nouns=["man"], boxes=[None], return_annotations=True)
-    assert out["boxes"] == [[None]]
+    out, annotations = annotate_and_encode(processor, images(1)[0], captions="a man", nouns=["man"], boxes=[None])
+    assert [a.boxes for a in annotations] == [[None]]
     assert not out["object_mask"].any()
 
 
 # ---------------------------------------------------------------------------------------------- which networks run
 def test_given_captions_skip_the_captioner(processor, block):
     block("captioner")
-    out = processor(images=images(2), captions=[CAPTION, "a dog"], return_annotations=True)
-    assert out["caption"] == [CAPTION, "a dog"]
-    assert out["nouns"] == [["man", "bicycle", "street"], ["dog"]]
+    annotations = processor.annotate(images(2), captions=[CAPTION, "a dog"])
+    assert [a.caption for a in annotations] == [CAPTION, "a dog"]
+    assert [a.nouns for a in annotations] == [["man", "bicycle", "street"], ["dog"]]
 
 
 def test_given_nouns_skip_spacy(processor, block):
     block("captioner", "nlp")
-    out = processor(images=images(1), captions=["whatever"], nouns=[["tree", "car"]], return_annotations=True)
-    assert out["nouns"] == [["tree", "car"]]
-    assert len(out["boxes"][0]) == 2
+    annotations = processor.annotate(images(1), captions=["whatever"], nouns=[["tree", "car"]])
+    assert annotations[0].nouns == ["tree", "car"]
+    assert len(annotations[0].boxes) == 2
 
 
 def test_given_nouns_need_no_spacy_pipeline(bare, block):
@@ -169,11 +171,11 @@ def test_given_nouns_need_no_spacy_pipeline(bare, block):
 
 def test_given_boxes_skip_the_detector(processor, block):
     block("captioner", "nouns", "detector")
-    out = processor(
-        images=images(2), captions=["a", "b"], nouns=[["man", "dog"], []], boxes=[[[0, 0, 9, 9], None], []], return_annotations=True
+    out, annotations = annotate_and_encode(
+        processor, images(2), captions=["a", "b"], nouns=[["man", "dog"], []], boxes=[[[0, 0, 9, 9], None], []]
     )
     assert out["object_mask"].tolist() == [[True, False, False], [False, False, False]]
-    assert out["box_scores"] == [[None, None], []]
+    assert [a.box_scores for a in annotations] == [[None, None], []]
 
 
 def test_missing_annotations_only_are_computed(processor, monkeypatch):
@@ -191,18 +193,17 @@ def test_missing_annotations_only_are_computed(processor, monkeypatch):
 
     monkeypatch.setattr(ItemProcessor, "caption", caption)
     monkeypatch.setattr(ItemProcessor, "ground", ground)
-    out = processor(
-        images=images(3),
+    annotations = processor.annotate(
+        images(3),
         captions=[None, "a cat", "a dog on a road"],
         nouns=[None, ["cat"], None],
         boxes=[None, [[1, 1, 10, 10]], None],
-        return_annotations=True,
     )
     assert seen["caption"] == [1]  # one batched call, one image
     assert len(seen["ground"]) == 1 and seen["ground"][0][1] == ["dog", "road"]
-    assert out["caption"][1:] == ["a cat", "a dog on a road"]
-    assert isinstance(out["caption"][0], str)
-    assert out["boxes"][1] == [[1.0, 1.0, 10.0, 10.0]]
+    assert [a.caption for a in annotations[1:]] == ["a cat", "a dog on a road"]
+    assert isinstance(annotations[0].caption, str)
+    assert annotations[1].boxes == [[1.0, 1.0, 10.0, 10.0]]
 
 
 def test_captioner_runs_once_per_batch(processor):
@@ -237,15 +238,17 @@ def test_caption_prompt_is_stripped_and_length_capped(bare, tiny_parts):
 
 def test_annotations_passed_back_reproduce_the_tensors(processor, block):
     imgs = images(2, seed=5)
-    first = processor(images=imgs, captions=[CAPTION, None], return_annotations=True)
-    annotations = {key: first.pop(key) for key in ("caption", "nouns", "boxes", "box_scores")}
-    assert set(annotations) == {"caption", "nouns", "boxes", "box_scores"}
-    json.dumps(annotations)  # plain Python values, storable as JSON
+    first, annotations = annotate_and_encode(processor, imgs, captions=[CAPTION, None])
+    stored = json.dumps([a.to_dict() for a in annotations])  # plain Python values, storable as JSON
     block("captioner", "nouns", "detector")
-    again = processor(images=imgs, captions=annotations["caption"], nouns=annotations["nouns"], boxes=annotations["boxes"])
-    assert set(again.keys()) == set(first.keys())
+    restored = [ItemAnnotations.from_dict(a) for a in json.loads(stored)]
+    assert restored == annotations
+    again = processor.encode(imgs, restored)
+    given = processor(images=imgs, captions=[a.caption for a in restored], nouns=[a.nouns for a in restored],
+                      boxes=[a.boxes for a in restored])
+    assert set(again.keys()) == set(given.keys()) == set(first.keys())
     for key in first:
-        assert torch.equal(again[key], first[key]), key
+        assert torch.equal(again[key], first[key]) and torch.equal(given[key], first[key]), key
 
 
 # ---------------------------------------------------------------------------------------------- save / load
@@ -280,8 +283,8 @@ def test_saved_copy_has_its_captioner_and_detector(processor, tmp_path):
     assert (tmp_path / "captioner" / "config.json").is_file()
     assert (tmp_path / "detector" / "config.json").is_file()
     reloaded = ItemProcessor.from_pretrained(tmp_path)
-    out = reloaded(images=images(1), return_annotations=True)  # captioner, spaCy and detector from the copy
-    assert isinstance(out["caption"][0], str)
+    out, annotations = annotate_and_encode(reloaded, images(1))  # captioner, spaCy and detector from the copy
+    assert isinstance(annotations[0].caption, str)
     assert out["object_mask"].shape == (1, 3)
 
 
@@ -315,8 +318,8 @@ def test_pronouns_are_not_objects(bare):
 def test_processor_cap_applies_to_given_nouns(bare, block):
     block("captioner", "nouns", "detector")
     small = with_settings(bare, max_objects=2)
-    out = small(images=images(1), captions=["x"], nouns=[["a", "b", "c"]], boxes=[[[0, 0, 5, 5]] * 3], return_annotations=True)
-    assert out["nouns"] == [["a", "b"]]
+    out, annotations = annotate_and_encode(small, images(1), captions=["x"], nouns=[["a", "b", "c"]], boxes=[[[0, 0, 5, 5]] * 3])
+    assert [a.nouns for a in annotations] == [["a", "b"]]
     assert out["object_mask"].shape == (1, 2) and out["object_mask"].all()
 
 
@@ -372,8 +375,20 @@ def test_token_scores_to_noun_scores():
 
 def test_limit_aspect_ratio():
     thin = Image.new("RGB", (100, 2), (255, 0, 0))
-    padded = limit_aspect_ratio(thin, 8.0)
-    assert padded.size[0] == 100 and padded.size[0] <= 8 * padded.size[1]
+    padded, scale = limit_aspect_ratio(thin, 8.0)
+    assert scale == 1.0 and padded.size[0] == 100 and padded.size[0] <= 8 * padded.size[1]
     assert padded.getpixel((0, 0)) == (255, 0, 0) and padded.getpixel((99, 1)) == (255, 0, 0)  # original kept top-left
     square = Image.new("RGB", (10, 10))
-    assert limit_aspect_ratio(square) is square
+    assert limit_aspect_ratio(square) == (square, 1.0)
+
+
+def test_very_elongated_images_are_shrunk_before_padding():
+    """Padding to 8:1 grows with the square of the long side: 1 x 80,000 would need 10,000 x 80,000 pixels."""
+    from item_detector.images_item import MAX_PADDED_PIXELS
+
+    line = Image.new("RGB", (1, 80_000), (0, 0, 255))
+    padded, scale = limit_aspect_ratio(line)
+    assert padded.size[0] * padded.size[1] <= MAX_PADDED_PIXELS * 1.01
+    assert padded.size[1] <= 8 * padded.size[0] and scale > 1
+    assert abs(padded.size[1] * scale - 80_000) < scale + 1  # a padded pixel times scale is an original pixel
+    assert padded.getpixel((0, 0)) == (0, 0, 255)

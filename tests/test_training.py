@@ -6,18 +6,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from item_data_helpers import make_cnndetection
+from helpers import make_cnndetection
 from safetensors.torch import load_file
 
 from item_cli.cli import main
-from item_cli.perturb import Augmentation
+from item_cli.data.perturb import Augmentation
 from item_cli.training import ImageCollator, train, training_arguments
 from item_detector.modeling_item import ItemForImageClassification
-from item_detector.processing_item import ItemProcessor
+from item_detector.processing_item import ItemAnnotations, ItemProcessor
 
 EXPECTED_FILES = {
     "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
-    "configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "captioner", "detector",
+    "configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py",
+    "visualization_item.py", "handler.py", "captioner", "detector",
 }
 
 
@@ -50,7 +51,7 @@ def test_features_and_images_training_give_the_same_model(checkpoint, data, tmp_
     for mode in ("features", "images"):
         args = training_arguments(tmp_path / mode, num_train_epochs=2, per_device_train_batch_size=4, use_cpu=True,
                                   disable_tqdm=True, seed=3)
-        result = train(checkpoint, data, args, train_on=mode, cache_dir=tmp_path / "cache", feature_dtype="float32",
+        result = train(checkpoint, data, args, train_on=mode, cache_dir=tmp_path / "cache", storage_dtype="float32",
                        val_fraction=0.25)
         heads[mode] = _head(load_file(tmp_path / mode / "model.safetensors"))
         logs[mode] = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
@@ -107,10 +108,11 @@ def test_a_second_train_does_no_captioning_detection_or_backbone_work(trained, c
 def test_calibrate_stores_the_threshold_and_detect_uses_it(trained, data, tmp_path, capsys):
     import shutil
 
+    from item_cli.checkpoint import load_checkpoint
     from item_cli.commands.detect import detect, load_pipeline
-    from item_cli.evaluation import score
-    from item_cli.data import load_dataset
-    from item_cli.training import _load
+    from item_cli.data import load_records
+    from item_cli.data.decode import ImageReader
+    from item_cli.evaluation.evaluate import score
 
     out, cache_dir, _ = trained
     model_dir = tmp_path / "model"
@@ -126,16 +128,16 @@ def test_calibrate_stores_the_threshold_and_detect_uses_it(trained, data, tmp_pa
     assert "## Decision threshold" in (model_dir / "README.md").read_text()
 
     # The threshold meets its target on the calibration data.
-    model, processor = _load(model_dir)
-    featured, scores = score(model, processor, load_dataset(data), cache_dir)
-    labels = np.asarray(featured["label"])
-    assert (scores[labels == 0] >= threshold).mean() <= 0.25
+    model, processor = load_checkpoint(model_dir)
+    rows, scores = score(model, processor, load_records(data)[0], cache_dir=cache_dir)
+    assert (scores[rows.labels == 0] >= threshold).mean() <= 0.25
     assert model.config.decision_threshold == threshold
 
     # `item detect` and the pipeline's explain output call images fake at that threshold.
     pipe = load_pipeline(str(model_dir), device="cpu")
     paths = sorted((data / "stylegan").rglob("*.*"))[::3]
-    results = list(detect(pipe, paths, batch_size=4))
+    with ImageReader(workers=1) as reader:
+        results = list(detect(pipe, reader.read(paths), batch_size=4))
     assert all(result["threshold"] == threshold for _, result in results)
     assert all(result["is_fake"] == (result["fake_probability"] >= threshold) for _, result in results)
     plain = pipe(str(paths[0]))
@@ -152,7 +154,7 @@ def test_augmentation_needs_images_mode_and_changes_only_training_rows(checkpoin
 
     processor = ItemProcessor.from_pretrained(str(checkpoint), trust_remote_code=True)
     path = str(next((data / "progan" / "0_real").iterdir()))
-    row = {"path": path, "caption": "a photo", "nouns": [], "boxes": [], "label": 0}
+    row = {"path": path, "annotation": ItemAnnotations("a photo"), "label": 0}
     collate = ImageCollator(processor, Augmentation(blur_prob=1.0, jpeg_prob=1.0, seed=0))
     clean = collate([{**row, "augment": False}])["pixel_values"]
     augmented = collate([{**row, "augment": True}])["pixel_values"]
@@ -161,7 +163,7 @@ def test_augmentation_needs_images_mode_and_changes_only_training_rows(checkpoin
 
 
 def test_genimage_data_validates_on_its_own_val_folders(checkpoint, tmp_path):
-    from item_data_helpers import make_genimage
+    from helpers import make_genimage
 
     data = make_genimage(tmp_path / "genimage", generators=("adm",), per_class=2)
     args = training_arguments(tmp_path / "out", num_train_epochs=1, per_device_train_batch_size=4, use_cpu=True,

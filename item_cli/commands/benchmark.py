@@ -2,16 +2,21 @@
 
 Times every stage of ITEM alone and the whole pipeline on real-size architectures with random weights
 (CLIP ViT-L/14, BLIP-large, Grounding DINO tiny), against a UniversalFakeDetect-style baseline; prints a
-Markdown table and writes the full report as JSON. See `item_cli/benchmark.py` for what is fixed.
+Markdown table and writes the full report as JSON.
 """
 
-from ..benchmark import add_arguments as _add_arguments
-from ..benchmark import main
+from ..args import command_parser
 
 
-def add_arguments(parser):
-    _add_arguments(parser)
+def build_parser(prog):
+    from ..benchmark import add_arguments
+
+    parser = command_parser(prog, __doc__)
+    add_arguments(parser)
+    return parser
 
 
 def run(args) -> int:
+    from ..benchmark import main
+
     return main(args)

