@@ -62,7 +62,9 @@ def staged_folder(target: str | os.PathLike, work_folders: tuple[str, ...] = ())
     target = Path(target).expanduser().absolute()
     check_replaceable(target, work_folders)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    clear_leftovers(target)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / f".{target.name}.partial-{tag}"
     staging.mkdir()
     try:
         yield staging
@@ -71,11 +73,35 @@ def staged_folder(target: str | os.PathLike, work_folders: tuple[str, ...] = ())
         raise
     previous = None
     if target.exists():
-        previous = target.parent / f".{target.name}.previous-{uuid.uuid4().hex[:8]}"
+        previous = target.parent / f".{target.name}.previous-{tag}"
         os.replace(target, previous)
     os.replace(staging, target)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def clear_leftovers(target: Path) -> None:
+    """Remove what a killed run left beside `target` (its staged folder); if it was killed between moving the old
+    checkpoint aside and moving the new one in, put the old one back."""
+    for leftover in sorted(target.parent.glob(f".{target.name}.*-*-*")):
+        kind, _, tag = leftover.name[len(target.name) + 2:].partition("-")
+        pid = tag.split("-")[0]
+        if kind not in ("partial", "previous") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "previous" and not target.exists():
+            os.replace(leftover, target)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_replaceable(target: str | os.PathLike, work_folders: tuple[str, ...] = ()) -> None:

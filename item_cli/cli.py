@@ -1,4 +1,4 @@
-"""The `item` command line: build, detect, train, evaluate, calibrate, cache, benchmark, demo.
+"""The `item` command line: build, detect, train, evaluate, calibrate, audit, ablate, cache, benchmark, serve, demo.
 
 Each sub-command lives in `item_cli/commands/<name>.py` with `build_parser(prog) -> ArgumentParser` and
 `run(args) -> int`; this file wires them together and imports a command's module only when it runs (the CLI
@@ -26,6 +26,8 @@ COMMANDS = {
     "train": "train the head with Trainer on a data folder or CSV manifest",
     "evaluate": "per-generator accuracy / AP / AUC, robustness, plots",
     "calibrate": "choose the decision threshold on validation data",
+    "audit": "shortcut audit: can file metadata alone (format, JPEG quality, size, EXIF) tell real from fake?",
+    "ablate": "train the head for every distance x fusion (x sizes, seeds) from one cache: an ablation table",
     "cache": "fill the frozen-work cache ahead of time; --info and --prune to look after it",
     "benchmark": "time every stage on real-size architectures",
     "serve": "a web page to check images, with the explanation picture (needs the [app] extra)",
