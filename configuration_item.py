@@ -15,6 +15,7 @@ SUPPORTED_BACKBONES = ("clip", "siglip", "siglip2", "metaclip_2")
 
 DISTANCE_TYPES = ("difference", "cosine", "both")
 FUSION_TYPES = ("sum", "concat", "global", "local")
+QUANTIZATIONS = (None, "int8")
 
 # A two-way sanity check and the one place the remote-code wiring lives.
 _AUTO_MAP = {
@@ -82,6 +83,9 @@ class ItemConfig(PreTrainedConfig):
         decision_threshold (`float`, defaults to 0.5):
             Fake probability at or above which an image is called fake by `item detect` and the convenience
             API. The pipeline itself returns plain probabilities. Calibrate it on validation data.
+        backbone_quantization (`str`, *optional*):
+            `"int8"`: the frozen backbone's linear layers are quantized to int8 (dynamic) when the model is loaded,
+            on CPU (the fast profile). The saved weights stay float.
         threshold_calibration (`dict`, *optional*):
             How `decision_threshold` was chosen (`item calibrate`): method, target, data, and the rates reached there.
     """
@@ -98,6 +102,7 @@ class ItemConfig(PreTrainedConfig):
     head_dropout: float = 0.1
     decision_threshold: float = 0.5
     threshold_calibration: dict | None = None
+    backbone_quantization: str | None = None
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -136,6 +141,8 @@ class ItemConfig(PreTrainedConfig):
             raise ValueError(f"decision_threshold={threshold!r} is not a probability; pass a value in [0, 1].")
         if not isinstance(self.head_hidden_size, int) or self.head_hidden_size < 1:
             raise ValueError(f"head_hidden_size={self.head_hidden_size!r}; pass a positive integer (512 by default).")
+        if self.backbone_quantization not in QUANTIZATIONS:
+            raise ValueError(f"backbone_quantization={self.backbone_quantization!r}; choose one of {QUANTIZATIONS}.")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout={self.head_dropout!r}; pass a probability in [0, 1).")
 

@@ -96,6 +96,9 @@ def check_size(size: tuple[int, int], name: str, max_pixels: int = MAX_IMAGE_PIX
 
 def _decode(handle, name: str, max_pixels: int) -> Image.Image:
     """Open a file object with the allowed formats, check its size from the header, then decode it."""
+    if not handle.read(1):  # PIL would call it "not a supported format"; say what is wrong
+        raise ValueError(f"{name} is empty (0 bytes): there is no image in it.")
+    handle.seek(0)
     try:
         with warnings.catch_warnings():
             # PIL warns about large images; the size check below is ours and stricter.
@@ -108,7 +111,8 @@ def _decode(handle, name: str, max_pixels: int) -> Image.Image:
     except ValueError as error:
         if str(error).startswith(name):
             raise  # our own size message
-        raise ValueError(f"Cannot read {name} as an image ({error}).") from None
+        # A decoder's own ValueError on a damaged file ("not enough values to unpack"): as for any other exception.
+        raise ValueError(f"Cannot read {name} as an image (ValueError: {error}). Is it a complete image file?") from None
     except Image.UnidentifiedImageError:
         raise ValueError(
             f"Cannot read {name} as an image: not a file of a supported format ({', '.join(ALLOWED_FORMATS)})."

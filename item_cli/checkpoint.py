@@ -22,9 +22,11 @@ from pathlib import Path
 import item_detector.configuration_item
 from item_detector.configuration_item import ItemConfig, check_backbone_is_dual_encoder
 from item_detector.modeling_item import ItemForImageClassification
-from item_detector.processing_item import BUNDLED_PREFIX, DEFAULT_CAPTIONER, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL, ItemProcessor
+from item_detector.processing_item import BUNDLED_PREFIX, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL, ItemProcessor
 
 from .model_card import write_model_card
+from .profiles import get_profile
+from .profiles import processor_options as profile_processor_options
 
 DEFAULT_BACKBONE = "openai/clip-vit-large-patch14"
 # Files no saved class imports, so save_pretrained does not copy them.
@@ -132,20 +134,22 @@ def save_checkpoint(model, processor, folder: Path, training: dict | None = None
 def build_checkpoint(
     output: str | os.PathLike,
     backbone: str = DEFAULT_BACKBONE,
-    captioner: str = DEFAULT_CAPTIONER,
+    captioner: str | None = None,
     detector: str = DEFAULT_DETECTOR,
     spacy_model: str = DEFAULT_SPACY_MODEL,
     config_options: dict | None = None,
     processor_options: dict | None = None,
     seed: int = 0,
+    profile: str = "default",
 ) -> Path:
     """Write an ITEM checkpoint with an untrained head to `output` and return its path.
 
     Args:
-        backbone, captioner, detector: Hub ids or local folders.
+        backbone, captioner, detector: Hub ids or local folders (`captioner` defaults to the profile's).
         config_options: `ItemConfig` fields (distance_type, fusion, head_hidden_size, ...).
         processor_options: `ItemProcessor` settings (max_objects, box_threshold, noun_mode, ...).
         seed: seed of the head's initialisation.
+        profile: "default" (the paper's method) or "fast" (see `item_cli.profiles`); explicit options win.
     """
     import torch
     from transformers import (
@@ -158,17 +162,23 @@ def build_checkpoint(
         AutoTokenizer,
     )
 
-    check_backbone_is_dual_encoder(AutoConfig.from_pretrained(backbone).model_type)
+    chosen = get_profile(profile)
+    captioner = captioner or chosen.captioner
+    backbone_config = AutoConfig.from_pretrained(backbone)
+    check_backbone_is_dual_encoder(backbone_config.model_type)
+    processor_options = profile_processor_options(chosen, backbone_config, processor_options)
     torch.manual_seed(seed)  # the head's initialisation
-    model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone), **(config_options or {}))
+    model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone),
+                                                     **{**chosen.config_options, **(config_options or {})})
     processor = ItemProcessor(
         AutoImageProcessor.from_pretrained(backbone),
         AutoTokenizer.from_pretrained(backbone),
         captioner_name_or_path=BUNDLED_PREFIX + "captioner",
         detector_name_or_path=BUNDLED_PREFIX + "detector",
         spacy_model=spacy_model,
-        component_sources={"backbone": str(backbone), "captioner": str(captioner), "detector": str(detector)},
-        **(processor_options or {}),
+        component_sources={"backbone": str(backbone), "captioner": str(captioner), "detector": str(detector),
+                           "profile": profile},
+        **processor_options,
     )
     processor.set_networks(
         AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),

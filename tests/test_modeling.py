@@ -1,10 +1,8 @@
 """ItemForImageClassification: features against a hand computation, fusion options, heads, save/load, freezing."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from helpers import noise_images
 

@@ -10,6 +10,9 @@ images; the warning says which property gives it away, with the numbers.
     from item_cli.audit import audit
     report = audit([{"path": "a.jpg", "label": 0, "generator": "sd15"}, ...])
     print(report.to_markdown()); report.warnings; report.to_dict()
+
+`audit_equalized(records, Perturbation("equalize", 95))` audits the files as `--equalize jpeg:95` re-encodes
+them (what survives equalization); `audit_warnings(records)` gives the one-line warnings `item train` logs.
 """
 
 from __future__ import annotations
@@ -184,7 +187,8 @@ def _per_generator(
 
 
 def audit(
-    records: Sequence, folds: int = 5, seed: int = 0, warn_auc: float = 0.8, max_model_images: int = 20000
+    records: Sequence, folds: int = 5, seed: int = 0, warn_auc: float = 0.8, max_model_images: int = 20000,
+    log: bool = True,
 ) -> AuditReport:
     """Audit a labelled image set for metadata shortcuts, from the file headers only.
 
@@ -193,7 +197,8 @@ def audit(
     folds, seed: stratified cross-validation of the metadata classifier. warn_auc: the metadata ROC-AUC from
     which a warning is issued. max_model_images: the classifier sees at most this many images (a seeded,
     class-stratified sample); the summaries always cover every readable file.
-    Unreadable files are skipped, logged and listed in `skipped`; the audit never stops for one.
+    Unreadable files are skipped, logged and listed in `skipped`; the audit never stops for one. With `log`
+    (the default) every warning is also logged; callers that word the warnings themselves pass log=False.
     """
     _check_settings(folds, seed, warn_auc, max_model_images)
     files, skipped = read_all(check_records(records))
@@ -214,7 +219,7 @@ def audit(
     warnings = [_warning("", overall, shortcuts)] if flagged else []
     per_generator, generator_warnings = _per_generator(files, folds, seed, warn_auc, max_model_images, flagged)
     warnings += generator_warnings
-    for warning in warnings:
+    for warning in warnings if log else ():
         logger.warning("audit: %s", warning)
     return AuditReport(
         metadata_auc=overall, feature_aucs=_ranked(groups), shortcuts=shortcuts, warnings=warnings,
@@ -222,3 +227,8 @@ def audit(
         per_generator=per_generator, skipped=skipped, folds=folds, seed=seed, warn_auc=float(warn_auc),
         modelled_images=len(modelled), notes=notes, files=files,
     )
+
+
+from item_cli.audit.equalize import audit_equalized, audit_warnings  # noqa: E402 - they build on `audit` above
+
+__all__ = ["AuditReport", "audit", "audit_equalized", "audit_warnings"]

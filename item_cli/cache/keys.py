@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+import item_detector.annotation_item
 import item_detector.images_item
 import item_detector.modeling_item
 import item_detector.processing_item
@@ -146,7 +147,9 @@ def spacy_fingerprint(name: str) -> dict:
     return found
 
 
-ANNOTATION_SETTINGS = ("max_objects", "box_threshold", "noun_mode", "caption_max_new_tokens", "caption_num_beams", "caption_prompt")
+ANNOTATION_SETTINGS = ("max_objects", "box_threshold", "noun_mode", "caption_max_new_tokens", "caption_num_beams",
+                       "caption_prompt", "detector_size", "quantization")
+FEATURE_SETTINGS = ("max_objects", "text_max_length", "min_box_size", "local_embeddings", "region_grid")
 
 
 def annotation_fingerprint(processor, perturbation=None) -> dict:
@@ -154,7 +157,7 @@ def annotation_fingerprint(processor, perturbation=None) -> dict:
     return {
         "stage": "annotations",
         "store": STORE_VERSION,
-        "code": code_fingerprint(item_detector.images_item, item_detector.processing_item),
+        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item),
         "captioner": component_fingerprint(processor, processor.captioner_name_or_path),
         "detector": component_fingerprint(processor, processor.detector_name_or_path),
         "spacy": spacy_fingerprint(processor.spacy_model),
@@ -172,12 +175,27 @@ def backbone_fingerprint(model) -> str:
     import torch
 
     digest = hashlib.sha256(json.dumps(clean_config(model.config.backbone_config.to_dict()), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.backbone.state_dict().items()):
-        tensor = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        if tensor.numel():
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    for name, value in sorted(model.backbone.state_dict().items()):
+        for tensor in _tensors(value):
+            tensor = tensor.detach().to("cpu")
+            if tensor.is_quantized:  # an int8 backbone: what its integer weights and scales stand for
+                tensor = tensor.dequantize()
+            tensor = tensor.contiguous()
+            digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+            if tensor.numel():
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
+
+
+def _tensors(value) -> list:
+    """The tensors in a state-dict entry (a quantized layer stores a tuple of them, and a dtype)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []
 
 
 def feature_fingerprint(annotation_key: str, processor, model, storage_dtype: str, perturbation=None) -> dict:
@@ -187,13 +205,15 @@ def feature_fingerprint(annotation_key: str, processor, model, storage_dtype: st
     return {
         "stage": "features",
         "store": STORE_VERSION,
-        "code": code_fingerprint(item_detector.images_item, item_detector.processing_item, item_detector.modeling_item),
+        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item,
+                                 item_detector.modeling_item),
         "annotations": annotation_key,
         "backbone": backbone_fingerprint(model),
         "image_processor": clean_config(processor.image_processor.to_dict()),
-        "tokenizer": {"class": type(tokenizer).__name__, "vocabulary": vocabulary, "text_max_length": processor.text_max_length},
-        "max_objects": processor.max_objects,
+        "tokenizer": {"class": type(tokenizer).__name__, "vocabulary": vocabulary},
+        "settings": {name: getattr(processor, name) for name in FEATURE_SETTINGS},
         "compute_dtype": str(next(model.backbone.parameters()).dtype),
+        "backbone_quantization": model.config.backbone_quantization,
         "storage_dtype": storage_dtype,
         "perturbation": getattr(perturbation, "name", None),
     }

@@ -1,22 +1,66 @@
-"""`item benchmark [--device cpu|cuda] [--batch-sizes 1 8] [--repeats N] [--quick] [--output JSON]`.
+"""`item benchmark [--profiles default fast] [--batch-sizes 1 8] [--levers] [--quick] [--device cpu|cuda] [--output JSON]`.
 
-Times every stage of ITEM alone and the whole pipeline on real-size architectures with random weights
-(CLIP ViT-L/14, BLIP-large, Grounding DINO tiny), against a UniversalFakeDetect-style baseline; prints a
-Markdown table and writes the full report as JSON.
+Times ITEM on the real architectures with random weights (CLIP ViT-L/14, BLIP-large or -base, Grounding DINO
+tiny): each stage alone, the whole pipeline and a UniversalFakeDetect-style one-pass baseline, per profile and
+batch size, in one process. `--levers` adds each speed lever alone and how closely each faster variant
+reproduces the default. `--backbones` times each backbone family instead; `--head-training` one epoch of head
+training on 10,000 cached images. Prints Markdown and writes the full report as JSON.
 """
 
-from ..args import command_parser
+from ..args import command_parser, positive_int
+from ..console import emit
 
 
 def build_parser(prog):
-    from ..benchmark import add_arguments
+    from ..bench.backbones import FAMILIES
+    from ..profiles import PROFILES
 
     parser = command_parser(prog, __doc__)
-    add_arguments(parser)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                        help="weights of the frozen networks (float16/bfloat16 for a GPU)")
+    parser.add_argument("--profiles", nargs="+", choices=list(PROFILES), default=None, help="default: default fast")
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None, help="default: 1 8")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="runs per timing; the minimum is reported (default 2)")
+    parser.add_argument("--objects", type=positive_int, default=None, help="nouns in the fixed caption (default 4)")
+    parser.add_argument("--caption-tokens", type=positive_int, default=None, help="tokens generated per caption (default 20)")
+    parser.add_argument("--levers", action="store_true", help="also time each speed lever alone at batch 1")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up pass")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 2 objects, 12 caption tokens")
+    parser.add_argument("--tiny", action="store_true", help="the test suite's tiny networks instead of the real sizes")
+    parser.add_argument("--backbones", nargs="*", default=None, metavar="FAMILY", choices=list(FAMILIES),
+                        help="instead: time forward_features per image for each backbone family (all when none is named)")
+    parser.add_argument("--head-training", action="store_true", help="instead: one epoch of head training on cached features")
+    parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
     return parser
 
 
 def run(args) -> int:
-    from ..benchmark import main
+    from ..bench.run import BenchmarkSettings, format_report, run_benchmark, write_report
 
-    return main(args)
+    log = lambda message: print(message, flush=True)  # noqa: E731  (stdout is stderr while a command runs)
+    if args.backbones is not None:
+        from ..bench.backbones import FAMILIES, format_backbone_table, measure_backbones
+
+        report = measure_backbones(tuple(args.backbones) or tuple(FAMILIES), n_objects=args.objects or 4,
+                                   repeats=args.repeats or 2, log=log)
+        text = format_backbone_table(report)
+    elif args.head_training:
+        from ..bench.training import head_training_epoch
+
+        report = head_training_epoch(repeats=args.repeats or 3)
+        text = f"one epoch of head training over {report['images']:,} cached images: {report['seconds_per_epoch']:.2f} s"
+    else:
+        overrides = {"device": args.device, "dtype": args.dtype, "warmup": not args.no_warmup, "levers": args.levers,
+                     "size": "tiny" if args.tiny else "real"}
+        for name, value in (("profiles", args.profiles), ("batch_sizes", args.batch_sizes), ("repeats", args.repeats),
+                            ("n_objects", args.objects), ("caption_tokens", args.caption_tokens)):
+            if value is not None:
+                overrides[name] = tuple(value) if isinstance(value, list) else value
+        settings = BenchmarkSettings.quick(**overrides) if args.quick else BenchmarkSettings(**overrides)
+        report = run_benchmark(settings, log=log)
+        text = format_report(report)
+    write_report(report, args.output)
+    emit(text)
+    print(f"wrote {args.output}")
+    return 0

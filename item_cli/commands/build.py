@@ -4,18 +4,22 @@ Writes one self-contained checkpoint folder (untrained head): config.json, model
 the captioner in captioner/, the detector in detector/, the remote code and a model card.
 """
 
-from item_detector.processing_item import DEFAULT_CAPTIONER, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL
+from item_detector.processing_item import DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL
 
 from ..args import command_parser
 from ..checkpoint import DEFAULT_BACKBONE, build_checkpoint
 from ..console import emit
+from ..profiles import PROFILES
 
 
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
     parser.add_argument("--backbone", "--clip", dest="backbone", default=DEFAULT_BACKBONE,
                         help="joint image-text model: CLIP, SigLIP, SigLIP 2 or MetaCLIP 2 (Hub id or folder)")
-    parser.add_argument("--captioner", default=DEFAULT_CAPTIONER, help="image-to-text model (Hub id or folder)")
+    parser.add_argument("--profile", choices=list(PROFILES), default="default",
+                        help="default: the paper's method; fast: BLIP-base, detector at 400 px, int8 on CPU, objects "
+                             "pooled from one whole-image pass (see the README's performance section)")
+    parser.add_argument("--captioner", default=None, help="image-to-text model (Hub id or folder; default: the profile's)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="open-vocabulary detector: Grounding DINO, OWLv2 ...")
     parser.add_argument("--spacy-model", default=DEFAULT_SPACY_MODEL, help="spaCy pipeline for noun extraction")
     parser.add_argument("--output", required=True, help="folder to write the checkpoint to (replaced only when complete)")
@@ -41,6 +45,7 @@ def run(args) -> int:
                             head_hidden_size=args.head_hidden_size, head_dropout=args.head_dropout),
         processor_options=dict(max_objects=args.max_objects, box_threshold=args.box_threshold, noun_mode=args.noun_mode),
         seed=args.seed,
+        profile=args.profile,
     )
     emit(f"wrote {output}")
     return 0

@@ -101,9 +101,16 @@ def report(path, outcome, as_json: bool) -> None:
         else:
             logger.warning("skipped %s: %s", display_path(path), outcome.reason)
     elif as_json:
-        emit(json.dumps({"path": str(path), **outcome}))
+        emit(json.dumps({"path": str(path), **outcome}))  # ASCII: names that are not UTF-8 travel as \udcXX escapes
     else:
-        emit(format_result(path, outcome))
+        emit(_writable(format_result(path, outcome)))
+
+
+def _writable(text: str) -> str:
+    """`text` with what standard output's encoding cannot write as backslash escapes: a Japanese file name or
+    caption in a Latin-1 or ASCII locale must not end the run with a UnicodeEncodeError."""
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def run(args) -> int:

@@ -1,47 +1,77 @@
-"""`item evaluate --model DIR --data ROOT_OR_CSV [--jpeg-quality 95 75 50 30] [--blur-sigma 1 2 3] [--downscale 0.5]`.
+"""`item evaluate --model DIR --data [NAME=]PATH ... | --protocol NAME_OR_FILE --protocol-root DIR [options]`.
 
-Per generator: accuracy on real, on fake, at the model's threshold, AP, ROC-AUC and oracle accuracy, with a
-mean row, clean and under each test-time perturbation. Writes metrics.csv / .json / .md, scores.csv (one row
-per image and condition), skipped.csv (every file that gave no score, with the reason) and PNG plots to
---output, and prints metrics.md.
+Per set (or, for one unnamed folder, per generator): accuracy on real, on fake, at the model's threshold, AP,
+ROC-AUC and oracle accuracy, with a mean row, clean and under each test-time perturbation. Writes to --output:
+the results table as a paper prints it (table.md, table.tex, table.csv: sets in the given order, a mean row,
+numbers in %), metrics.csv / .json / .md, scores.csv (one row per image and condition, with its set),
+skipped.csv, PNG plots, and report.html with a gallery of the most confident mistakes per set drawn as
+explanation pictures (gallery/); prints table.md.
+
+    item evaluate --model M --data progan=/data/progan --data sd15=/data/sd15.csv --max-per-class 1000
+    item evaluate --model M --protocol universalfakedetect --protocol-root ~/UniversalFakeDetect --jpeg-quality 75
+    item evaluate --model M --data /data/genimage_val --equalize jpeg:95 --columns acc_real acc_fake acc ap
 """
 
 from pathlib import Path
 
-from ..args import add_cache, add_data, add_model, cache_options, command_parser
+from ..args import add_cache, add_model, cache_options, command_parser, positive_int
 from ..console import emit
 
 
 def build_parser(prog):
+    from ..evaluation.sets import add_set_arguments
+    from ..evaluation.tables import DEFAULT_COLUMNS, TABLE_COLUMNS
+
     parser = command_parser(prog, __doc__)
     add_model(parser)
-    add_data(parser, help="test data: CNNDetection/GenImage-style folder or CSV manifest")
+    add_set_arguments(parser)
     parser.add_argument("--output", default="item-evaluation", help="folder for the result files")
     parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q", help="JPEG qualities, e.g. 95 75 50 30")
     parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S", help="Gaussian blur sigmas in pixels, e.g. 1 2 3")
     parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F", help="down-scaling factors, e.g. 0.5")
+    parser.add_argument("--equalize", default=None, metavar="jpeg:Q",
+                        help="re-encode every image alike before anything else (e.g. jpeg:95), so that no file-format "
+                             "difference between real and fake survives; applied before the perturbations")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the checkpoint's)")
+    parser.add_argument("--max-per-class", type=positive_int, default=None, metavar="N",
+                        help="keep a seeded, balanced sample of up to N real and N fake images per set")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
+    parser.add_argument("--columns", nargs="+", choices=TABLE_COLUMNS, default=list(DEFAULT_COLUMNS), metavar="METRIC",
+                        help=f"metric columns of table.md/.tex/.csv, in order (default {' '.join(DEFAULT_COLUMNS)}; "
+                             f"choices {' '.join(TABLE_COLUMNS)})")
+    parser.add_argument("--gallery-size", type=int, default=6, metavar="K",
+                        help="most confident false positives and false negatives shown per set in report.html (0: none)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery (no pipeline load)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     add_cache(parser)
     return parser
 
 
 def run(args) -> int:
-    from ..data.perturb import perturbations_from_args
+    from ..data.perturb import parse_equalize, perturbations_from_args
     from ..evaluation.evaluate import evaluate
+    from ..evaluation.sets import sets_from_arguments
 
+    if args.gallery_size < 0:
+        raise ValueError(f"--gallery-size {args.gallery_size}: pass 0 (no gallery) or a positive number, e.g. 6.")
+    equalize = parse_equalize(args.equalize)
     perturbations = perturbations_from_args(args.jpeg_quality, args.blur_sigma, args.downscale)
+    output = Path(args.output)
+    sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role,
+                                         manifest_dir=output / "manifests")
     cache = cache_options(args)
     results = evaluate(
-        args.model, args.data, args.output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
+        args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
         batch_size=cache["batch_size"], layout=args.layout, split=args.split, generator=args.generator,
         storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
-        decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"],
+        decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
+        max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
+        gallery_size=args.gallery_size, protocol=protocol,
     )
     if results is None:  # a non-main process under accelerate launch
         return 0
     for item in results["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}")  # on stderr: stdout is redirected while commands run
-    emit((Path(args.output) / "metrics.md").read_text())
+    emit((output / "table.md").read_text())
     print(f"wrote {', '.join(results['files'])} to {args.output}")
     return 0

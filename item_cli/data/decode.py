@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ from PIL import Image
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of address space per worker: a 90-megapixel image decodes well within it
+# A file is read whole before it is decoded; larger files are refused unread. The largest image PIL decodes within
+# the pixel limit (90 Mpx of uncompressed 16-bit RGBA) is about 720 MB.
+MAX_FILE_BYTES = 1 << 30
 _LENGTH = struct.Struct("<Q")
 
 
@@ -74,6 +78,9 @@ def _decode_one(path: str, max_pixels: int | None) -> tuple[dict, bytes]:
 
     try:
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return {"error": f"the file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for an image file"}, b""
             data = handle.read()
     except OSError as error:
         return {"error": f"cannot read the file ({error.strerror or error})"}, b""
@@ -93,13 +100,20 @@ def worker_main(memory_limit: int, max_pixels: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     except (ImportError, ValueError, OSError):
         pass  # not on this platform: the pixel limit still bounds the work
+    # Decoders warn about damaged files ("Corrupt EXIF data") on stderr with no file name; the answer names the file.
+    warnings.simplefilter("ignore")
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:
             request, _ = _receive(requests)
         except EOFError:
             return
-        header, payload = _decode_one(request["path"], max_pixels)
+        try:
+            header, payload = _decode_one(request["path"], max_pixels)
+        except MemoryError:  # outside the decoder (reading the file, copying the pixels), under the memory cap
+            header, payload = {"error": "decoding it needs more memory than a decoding worker may use"}, b""
+        except Exception as error:  # noqa: BLE001 - answer for the file, do not die with a traceback
+            header, payload = {"error": f"decoding failed ({type(error).__name__}: {error})"}, b""
         _send(answers, {"task": request["task"], **header}, payload)
 
 
@@ -199,7 +213,10 @@ class ImageReader:
         try:
             header, payload = _receive(worker.process.stdout)
         except (EOFError, OSError, ValueError):
-            code = worker.process.poll()
+            try:
+                code = worker.process.wait(timeout=2)  # it closed its output: let it finish dying to give its code
+            except subprocess.TimeoutExpired:
+                code = None
             self._replace(worker)
             return Decoded(task, path, error=f"the decoder crashed on this file (worker exit code {code})")
         if "error" in header:

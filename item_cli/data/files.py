@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,15 @@ def display_path(path: str | os.PathLike) -> str:
     name) are shown as backslash escapes."""
     text = os.fspath(path)
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if any(ord(char) < 32 or ord(char) == 127 for char in text):
-        text = "".join(char if ord(char) >= 32 and ord(char) != 127 else repr(char)[1:-1] for char in text)
+    if any(_breaks_lines(char) for char in text):
+        text = "".join(repr(char)[1:-1] if _breaks_lines(char) else char for char in text)
     return text
+
+
+def _breaks_lines(char: str) -> bool:
+    """A control character (C0, DEL, C1 such as NEL) or a Unicode line / paragraph separator: each can end a line
+    of output (`str.splitlines` splits at all of them) or drive the terminal."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp")
 
 
 class FileFinder:

@@ -4,6 +4,11 @@ Test time (AIGCDetectBenchmark, CNNDetection, UniversalFakeDetect): JPEG re-comp
 Gaussian blur of a standard deviation, down-scaling by a factor. Each is deterministic and applied to the
 image before anything else sees it (captioner, detector and backbone alike).
 
+Equalization (`--equalize jpeg:95`, train and test time): every image, real or fake, is re-encoded the same way
+before anything sees it, so that a difference in file format or compression between the classes (PNG fakes
+beside JPEG reals) cannot be what a detector learns. It composes with a test-time perturbation: equalize first,
+then perturb (`compose`); the composed name is the cache key.
+
 Train time (CNNDetection's "Blur+JPEG (p)"): with probability p a Gaussian blur of sigma ~ U[0, 3], and
 independently with probability p a JPEG re-compression of quality ~ U{30, ..., 100}.
 """
@@ -16,17 +21,23 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
-PERTURBATION_KINDS = ("jpeg", "blur", "downscale")
+PERTURBATION_KINDS = ("jpeg", "blur", "downscale", "equalize")
+EQUALIZE_FORMATS = ("jpeg",)
 
 
-def jpeg(image: Image.Image, quality: int) -> Image.Image:
-    """Re-compress `image` as a JPEG of `quality` (1-100, PIL's encoder, 4:2:0 subsampling) and decode it."""
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    """The bytes of `image` saved as a JPEG of `quality` (1-100, PIL's encoder, 4:2:0 subsampling), as RGB and
+    without any metadata (EXIF, ICC, comments are not carried over)."""
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality {quality!r} is out of range; pass an integer from 1 to 100 (e.g. 95 75 50 30).")
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
+    return buffer.getvalue()
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """Re-compress `image` as a JPEG of `quality` (see `encode_jpeg`) and decode it."""
+    with Image.open(io.BytesIO(encode_jpeg(image, quality))) as decoded:
         return decoded.convert("RGB")
 
 
@@ -51,7 +62,11 @@ def downscale(image: Image.Image, factor: float) -> Image.Image:
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One test-time condition, e.g. Perturbation("jpeg", 75)."""
+    """One image transformation applied before anything sees the image, e.g. Perturbation("jpeg", 75).
+
+    Kinds: "jpeg" (quality), "blur" (sigma in pixels), "downscale" (factor) are the test-time conditions;
+    "equalize" (JPEG quality) re-encodes every image of both classes alike (see `parse_equalize`).
+    """
 
     kind: str
     value: float
@@ -64,12 +79,19 @@ class Perturbation:
 
     @property
     def name(self) -> str:
-        """Stable name used in file names, tables and cache keys: jpeg_q75, blur_s2, downscale_x0.5."""
+        """Stable name used in file names, tables and cache keys: jpeg_q75, blur_s2, downscale_x0.5, equalize_jpeg95."""
         value = f"{self.value:g}"
-        return {"jpeg": f"jpeg_q{value}", "blur": f"blur_s{value}", "downscale": f"downscale_x{value}"}[self.kind]
+        return {"jpeg": f"jpeg_q{value}", "blur": f"blur_s{value}", "downscale": f"downscale_x{value}",
+                "equalize": f"equalize_jpeg{value}"}[self.kind]
+
+    def encode(self, image: Image.Image) -> bytes:
+        """The file an "equalize" perturbation turns `image` into (what `item audit --equalize` inspects)."""
+        if self.kind != "equalize":
+            raise ValueError(f"Only 'equalize' perturbations define a file encoding; {self.name!r} is {self.kind!r}.")
+        return encode_jpeg(image, int(self.value))
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        if self.kind == "jpeg":
+        if self.kind in ("jpeg", "equalize"):
             return jpeg(image, int(self.value))
         if self.kind == "blur":
             return gaussian_blur(image, float(self.value))
@@ -83,6 +105,59 @@ def perturbations_from_args(jpeg_quality=(), blur_sigma=(), downscale_factor=())
         + [Perturbation("blur", float(s)) for s in blur_sigma or ()]
         + [Perturbation("downscale", float(f)) for f in downscale_factor or ()]
     )
+
+
+def parse_equalize(text: str | None) -> Perturbation | None:
+    """`--equalize jpeg:95` (or `jpeg`, quality 95) -> Perturbation("equalize", 95); None or "" -> None."""
+    if text is None or str(text).strip() == "":
+        return None
+    kind, _, quality = str(text).strip().lower().partition(":")
+    if kind not in EQUALIZE_FORMATS:
+        raise ValueError(
+            f"--equalize {text!r}: re-encoding as {kind!r} is not supported; pass jpeg:QUALITY (e.g. jpeg:95), which "
+            "re-encodes real and fake images alike."
+        )
+    try:
+        value = int(quality) if quality else 95
+    except ValueError:
+        raise ValueError(f"--equalize {text!r}: the quality {quality!r} is not an integer; pass e.g. jpeg:95.") from None
+    if not 1 <= value <= 100:
+        raise ValueError(f"--equalize {text!r}: JPEG quality {value} is out of range; pass 1 to 100, e.g. jpeg:95.")
+    return Perturbation("equalize", value)
+
+
+@dataclass(frozen=True)
+class Composed:
+    """Several perturbations applied in order (equalize, then a test-time condition). `name` joins the steps'
+    names with "+" (the cache key: `equalize_jpeg95+jpeg_q75`); `kind` and `value` are the last step's, the
+    condition a results table reports."""
+
+    steps: tuple[Perturbation, ...]
+
+    @property
+    def name(self) -> str:
+        return "+".join(step.name for step in self.steps)
+
+    @property
+    def kind(self) -> str:
+        return self.steps[-1].kind
+
+    @property
+    def value(self) -> float:
+        return self.steps[-1].value
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        for step in self.steps:
+            image = step(image)
+        return image
+
+
+def compose(*steps: Perturbation | None) -> Perturbation | Composed | None:
+    """The perturbation that applies `steps` in order, Nones left out: None, the one step, or a `Composed`."""
+    kept = tuple(step for step in steps if step is not None)
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else Composed(kept)
 
 
 @dataclass

@@ -1,30 +1,39 @@
-"""Per-generator evaluation the way the field reports it, with test-time perturbations.
+"""Per-set (or per-generator) evaluation the way the field reports it, with test-time perturbations.
 
-For each condition (clean, then every `--jpeg-quality`, `--blur-sigma`, `--downscale`), every image is
-perturbed, annotated, embedded (each through the cache, so a second evaluation costs only the head) and
-scored. Per generator: accuracy on real, on fake, at the threshold, AP, ROC-AUC and the oracle accuracy,
-plus a mean row. Outputs in one folder:
+The data are one or more named sets (`item_cli.evaluation.sets`: repeated `--data NAME=PATH` or a protocol), or
+one unnamed folder grouped by its generators. For each condition (clean, then every `--jpeg-quality`,
+`--blur-sigma`, `--downscale`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
+(each through the cache, so a second evaluation costs only the head) and scored. Per group: accuracy on real, on
+fake, at the threshold, AP, ROC-AUC and the oracle accuracy, plus a mean row (`metrics.mean_row`). Outputs in
+one folder:
 
-    metrics.csv   one row per (condition, generator), mean rows included
-    metrics.json  the same, with the run's settings and the skipped files
-    metrics.md    Markdown tables: robustness summary, then per-generator per condition
-    scores.csv    one row per (condition, image): score (full precision), prediction, caption and nouns
+    table.md, table.tex, table.csv   the results table as a paper prints it: sets in order, mean row, in %
+    metrics.csv   one row per (condition, set / generator), mean rows included
+    metrics.json  the same, with the run's settings, the sets and the skipped files
+    metrics.md    Markdown tables: robustness summary, then per group per condition
+    scores.csv    one row per (condition, image): set, score (full precision), prediction, caption and nouns
     per_generator.png, robustness.png   bar chart of the clean results; metric against perturbation strength
+    report.html, gallery/   the tables, the plots and the most confident mistakes as explanation pictures
     skipped.csv   every input file that gave no score, with the reason (only when there are some)
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..cache import FrozenRows, frozen_rows, process_state
 from ..checkpoint import load_checkpoint
-from ..data import LABEL_NAMES, load_records, require_labels
-from ..data.perturb import Perturbation
-from .metrics import detection_metrics, mean_row
+from ..data import LABEL_NAMES, require_labels
+from ..data.perturb import Perturbation, compose
+from .gallery import draw_gallery, gallery_entries
+from .html_report import render_report
+from .metrics import detection_metrics, mean_row, one_class
 from .report import (
     CLEAN,
     MEAN,
@@ -35,8 +44,15 @@ from .report import (
     write_metrics_csv,
     write_rows_csv,
 )
+from .sets import EvalSet, LoadedSets, load_sets
+from .tables import DEFAULT_COLUMNS, check_columns, write_tables
 
-OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md", "scores.csv", "per_generator.png", "robustness.png")
+logger = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md", "scores.csv", "per_generator.png", "robustness.png",
+                "table.md", "table.tex", "table.csv", "report.html")
+MEAN_RULE = ("ACC averages every group; ACC real / ACC fake the groups with real / fake images; AP, ROC-AUC and "
+             "oracle ACC only the groups with both classes.")
 
 
 def head_scores(model, rows: FrozenRows, batch_size: int = 1024) -> np.ndarray:
@@ -64,14 +80,75 @@ def score(model, processor, records, perturbation=None, state=None, **cache) -> 
     return rows, head_scores(model, rows)
 
 
-def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float) -> dict:
-    """{generator: metrics} for every generator, then the mean row under "mean"."""
+def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float,
+                    order: list[str] | None = None) -> dict:
+    """{group: metrics} for every group (in `order`, default sorted; groups without images left out), then the
+    mean row under "mean"."""
     table = {}
-    for name in sorted(set(generators.tolist())):
-        mask = generators == name
-        table[name] = detection_metrics(labels[mask], scores[mask], threshold)
-    table[MEAN] = mean_row(list(table.values()))
+    present = set(generators.tolist())
+    for name in order if order is not None else sorted(present):
+        if name in present:
+            mask = generators == name
+            table[name] = detection_metrics(labels[mask], scores[mask], threshold)
+    table[MEAN] = mean_row(dict(table))
     return table
+
+
+@dataclass
+class Scored:
+    """Every condition's results, and the clean condition's rows and scores (for the gallery)."""
+
+    conditions: dict = field(default_factory=dict)
+    score_rows: list = field(default_factory=list)
+    images: int = 0
+    skipped: list = field(default_factory=list)
+    clean: tuple | None = None  # (FrozenRows, scores (N,)) of the clean condition
+
+
+def _as_sets(data) -> list[EvalSet]:
+    """`data` as sets: a path (one unnamed set), or a list of `EvalSet` / (name, path) pairs (named sets)."""
+    if isinstance(data, (str, os.PathLike)):
+        return [EvalSet(Path(str(data)).name or str(data), str(data), named=False)]
+    sets = [item if isinstance(item, EvalSet) else EvalSet(str(item[0]), str(item[1])) for item in data]
+    if MEAN in {item.name for item in sets if item.named}:
+        raise ValueError(f"A set is named {MEAN!r}, the name of the mean row; name it otherwise (--data NAME=PATH).")
+    return sets
+
+
+def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equalize, threshold, state, cache) -> Scored:
+    """Score every condition (equalize, then the condition's perturbation; the composed name keys the cache)."""
+    scored = Scored(skipped=list(loaded.skipped))
+    order = [item.name for item in loaded.sets] if loaded.named else None
+    for perturbation in [None, *perturbations]:
+        name = CLEAN if perturbation is None else perturbation.name
+        rows, scores = score(model, processor, loaded.records, compose(equalize, perturbation), state, **cache)
+        if perturbation is None:
+            scored.skipped += rows.skipped
+        if not state.is_main_process:
+            continue
+        if perturbation is None:
+            scored.clean = (rows, scores)
+        scored.images = scored.images or len(rows)
+        groups = np.asarray(rows.column("generator"), dtype=object)
+        scored.conditions[name] = {
+            "perturbation": None if perturbation is None else perturbation.kind,
+            "strength": None if perturbation is None else perturbation.value,
+            "generators": generator_table(rows.labels, scores, groups, threshold, order),
+        }
+        scored.score_rows += _score_rows(name, rows, scores, threshold, loaded)
+    return scored
+
+
+def _warn_one_class(table: dict) -> list[str]:
+    """Log (and return) one warning per group with one class only: it has no AP / AUC and is left out of the means."""
+    messages = []
+    for name, row in table.items():
+        if name != MEAN and one_class(row):
+            have = f"{row['n_fake']} fake and no real" if row["n_real"] == 0 else f"{row['n_real']} real and no fake"
+            messages.append(f"set {name!r} has {have} images: no AP or AUC; it is left out of the mean AP and mean AUC "
+                            "(its ACC still counts in the mean ACC).")
+            logger.warning(messages[-1])
+    return messages
 
 
 def evaluate(
@@ -90,81 +167,126 @@ def evaluate(
     revision: str | None = None,
     decode_workers: int = 2,
     decode_timeout_s: float = 60.0,
+    *,
+    equalize: Perturbation | None = None,
+    max_per_class: int | None = None,
+    seed: int = 0,
+    columns=DEFAULT_COLUMNS,
+    report: bool = True,
+    gallery_size: int = 6,
+    protocol: str | None = None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
-    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> generator ->
-    metrics), with "files" listing what was written. Under `accelerate launch` the caches are computed by all
-    processes and only the main process scores and writes (the others return None).
+    Args:
+        data: a folder or manifest (one unnamed set, grouped by its generators), or a list of `EvalSet` /
+            (name, path) pairs: named sets, the rows of the table in this order.
+        equalize: an "equalize" `Perturbation` applied to every image before each condition's perturbation.
+        max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
+        columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
+            the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
+
+    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
+    with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
+    and only the main process scores and writes (the others return None).
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold={threshold}; pass a fake probability in [0, 1].")
+    if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 0:
+        raise ValueError(f"gallery_size={gallery_size!r}; pass the number of mistakes to show per kind and set (e.g. 6).")
+    if equalize is not None and equalize.kind != "equalize":
+        raise ValueError(f"equalize={equalize.name!r} is not an equalization; build it with parse_equalize('jpeg:95').")
+    columns = check_columns(columns)
     state = process_state()
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
-    require_labels(records, "evaluation")
+    loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
+    require_labels(loaded.records, "evaluation")
+    if any(record.generator == MEAN for record in loaded.records):
+        raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
     model, processor = load_checkpoint(model_dir, revision)
     threshold = float(model.config.decision_threshold if threshold is None else threshold)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
                  decode_timeout_s=decode_timeout_s)
-
-    conditions, score_rows, images = {}, [], 0
-    for perturbation in [None, *perturbations]:
-        name = CLEAN if perturbation is None else perturbation.name
-        rows, scores = score(model, processor, records, perturbation, state, **cache)
-        if perturbation is None:
-            skipped += rows.skipped
-        if not state.is_main_process:
-            continue
-        images = images or len(rows)
-        labels, generators = rows.labels, np.asarray(rows.column("generator"))
-        conditions[name] = {
-            "perturbation": None if perturbation is None else perturbation.kind,
-            "strength": None if perturbation is None else perturbation.value,
-            "generators": generator_table(labels, scores, generators, threshold),
-        }
-        score_rows += _score_rows(name, rows, scores, threshold)
+    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache)
     if not state.is_main_process:
         return None
-    if not score_rows:
+    if not scored.score_rows:
         raise ValueError("None of the images could be read; see the skipped files above.")
-    return write_results(output_dir, conditions, score_rows, skipped, threshold, model_dir, data, images, plots)
+    settings = {"model": str(model_dir), "threshold": threshold, "equalize": None if equalize is None else equalize.name,
+                "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
+                "revision": revision}
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warn_one_class(scored.conditions[CLEAN]["generators"])}
+    return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 
-def _score_rows(condition: str, rows: FrozenRows, scores: np.ndarray, threshold: float) -> list[dict]:
+def _score_rows(condition: str, rows: FrozenRows, scores: np.ndarray, threshold: float, loaded: LoadedSets) -> list[dict]:
     out = []
     for record, annotation, value in zip(rows.records, rows.annotations, scores):
         predicted = int(value >= threshold)
         out.append({
-            "condition": condition, "path": record.path, "generator": record.generator, "label": LABEL_NAMES[record.label],
-            "fake_probability": repr(float(value)), "predicted": LABEL_NAMES[predicted],
+            "condition": condition, "set": loaded.set_of(record), "path": record.path, "generator": record.generator,
+            "label": LABEL_NAMES[record.label], "fake_probability": repr(float(value)), "predicted": LABEL_NAMES[predicted],
             "correct": int(predicted == record.label), "caption": annotation.caption, "nouns": "; ".join(annotation.nouns),
         })
     return out
 
 
-def write_results(output_dir, conditions, score_rows, skipped, threshold, model_dir, data, images, plots) -> dict:
-    output = Path(output_dir)
+def _title(run: dict) -> str:
+    loaded, settings = run["loaded"], run["settings"]
+    what = settings["protocol"] or (", ".join(item.name for item in loaded.sets) if loaded.named else loaded.sets[0].name)
+    if len(what) > 60:
+        what = what[:57] + "..."
+    equalized = f", equalized {settings['equalize']}" if settings["equalize"] else ""
+    return f"ITEM on {what}{equalized}"
+
+
+def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_size: int, equalize) -> dict:
+    """Write every output file of an evaluation into `output`; returns the metrics.json content."""
+    loaded, scored, settings = run["loaded"], run["scored"], run["settings"]
+    conditions, threshold, title = scored.conditions, settings["threshold"], _title(run)
     output.mkdir(parents=True, exist_ok=True)
-    write_metrics_csv(conditions, output / "metrics.csv")
-    write_rows_csv(score_rows, output / "scores.csv")
+    write_metrics_csv(conditions, output / "metrics.csv", loaded.sets[0].name if not loaded.named else None)
+    write_rows_csv(scored.score_rows, output / "scores.csv")
     (output / "metrics.md").write_text(markdown_report(conditions, threshold))
-    files = ["metrics.csv", "scores.csv", "metrics.md"]
-    if skipped:
-        write_rows_csv([{"path": item.path, "reason": item.reason} for item in skipped], output / "skipped.csv")
+    files = ["metrics.csv", "scores.csv", "metrics.md", *write_tables(conditions, tuple(settings["columns"]), threshold,
+                                                                       title, output)]
+    if scored.skipped:
+        write_rows_csv([{"path": item.path, "reason": item.reason} for item in scored.skipped], output / "skipped.csv")
         files.append("skipped.csv")
     if plots:
         plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
-                           f"ITEM on {Path(str(data)).name} (clean, threshold {threshold:.3g})")
+                           f"{title} (clean, threshold {threshold:.3g})")
         plot_robustness(conditions, output / "robustness.png")
         files += ["per_generator.png", "robustness.png"]
+    if report:
+        files += _write_report(output, run, title, gallery_size, equalize)
     results = {
-        "model": str(model_dir),
-        "data": str(data),
-        "threshold": threshold,
-        "images": images,
-        "conditions": conditions,
-        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],
+        **settings, "data": [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets],
+        "grouped_by": "set" if loaded.named else "generator", "images": scored.images, "mean_rule": MEAN_RULE,
+        "warnings": run["warnings"], "conditions": conditions,
+        "skipped": [{"path": item.path, "reason": item.reason} for item in scored.skipped],
         "files": files + ["metrics.json"],
     }
     (output / "metrics.json").write_text(json.dumps(json_ready(results), indent=2) + "\n")
     return results
+
+
+def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize) -> list[str]:
+    """report.html and, with a gallery, its pictures under gallery/; returns the names written."""
+    loaded, scored, settings = run["loaded"], run["scored"], run["settings"]
+    rows, scores = scored.clean
+    mistakes = None
+    if gallery_size:
+        groups = [loaded.set_of(record) if loaded.named else record.generator for record in rows.records]
+        mistakes = gallery_entries(rows, scores, groups, settings["threshold"], gallery_size)
+        draw_gallery(settings["model"], mistakes, output, equalize, settings["threshold"], settings["revision"])
+    shown = {"model": settings["model"], "threshold": f"{settings['threshold']:.4g}",
+             "sets": ", ".join(f"{item.name} ({loaded.counts[item.name]['real']} real, "
+                               f"{loaded.counts[item.name]['fake']} fake)" for item in loaded.sets),
+             "equalize": settings["equalize"] or "none", "images scored": scored.images,
+             "skipped files": len(scored.skipped), "mean row": MEAN_RULE}
+    if settings["max_per_class"]:
+        shown["sampling"] = f"at most {settings['max_per_class']} real and fake images per set (seed {settings['seed']})"
+    page = render_report(title, shown, scored.conditions, tuple(settings["columns"]), settings["threshold"], output,
+                         mistakes, gallery_size)
+    (output / "report.html").write_text(page, encoding="utf-8")
+    return ["report.html", *(["gallery/"] if any(m.file for m in mistakes or []) else [])]

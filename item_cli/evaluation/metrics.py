@@ -164,16 +164,23 @@ def choose_threshold(labels, scores, method: str = "balanced", target_fpr: float
 
 
 def detection_metrics(labels, scores, threshold: float = 0.5) -> dict:
-    """All per-group numbers of a results table: counts, accuracies, AP, ROC-AUC, oracle accuracy."""
+    """All per-group numbers of a results table: counts, accuracies, AP, ROC-AUC, oracle accuracy.
+
+    A group with one class only has no AP, ROC-AUC or oracle accuracy (NaN): with no real image to rank below
+    them, every fake scores AP 1.0 whatever the detector does, and any threshold under all scores is "best".
+    Its accuracy on the class it has (and overall ACC) is still reported.
+    """
     labels, scores = _arrays(labels, scores)
-    oracle, oracle_threshold = oracle_accuracy(labels, scores)
+    n_real, n_fake = int((labels == 0).sum()), int(labels.sum())
+    both = n_real > 0 and n_fake > 0
+    oracle, oracle_threshold = oracle_accuracy(labels, scores) if both else (math.nan, math.nan)
     return {
-        "n_real": int((labels == 0).sum()),
-        "n_fake": int(labels.sum()),
+        "n_real": n_real,
+        "n_fake": n_fake,
         "acc_real": accuracy_real(labels, scores, threshold),
         "acc_fake": accuracy_fake(labels, scores, threshold),
         "acc": accuracy(labels, scores, threshold),
-        "ap": average_precision(labels, scores),
+        "ap": average_precision(labels, scores) if both else math.nan,
         "roc_auc": roc_auc(labels, scores),
         "oracle_acc": oracle,
         "oracle_threshold": oracle_threshold,
@@ -182,14 +189,32 @@ def detection_metrics(labels, scores, threshold: float = 0.5) -> dict:
 
 
 METRIC_COLUMNS = ("acc_real", "acc_fake", "acc", "ap", "roc_auc", "oracle_acc")
+# The metrics a one-class group cannot have; the mean row leaves such groups out of these (see `mean_row`).
+TWO_CLASS_METRICS = ("ap", "roc_auc", "oracle_acc")
 
 
-def mean_row(rows: list[dict]) -> dict:
-    """The mean over generators of each metric (NaNs ignored), with summed counts, as the field's mean row."""
-    out = {"n_real": sum(row["n_real"] for row in rows), "n_fake": sum(row["n_fake"] for row in rows)}
+def one_class(row: dict) -> bool:
+    """True for a group that holds only real or only fake images."""
+    return row["n_real"] == 0 or row["n_fake"] == 0
+
+
+def mean_row(rows: list[dict] | dict[str, dict]) -> dict:
+    """The field's mean row: the mean over groups (generators or sets) of each metric, with summed counts.
+
+    The rule: every metric averages over the groups where it is defined. ACC averages over every group;
+    ACC real (ACC fake) over the groups with real (fake) images; AP, ROC-AUC and oracle ACC over the groups
+    with both classes only, so a one-class set neither inflates nor lowers the mean AP. `averaged` says how
+    many groups each mean covers and `left_out` names the groups left out of each (given a dict of named rows).
+    """
+    named = rows if isinstance(rows, dict) else {str(i): row for i, row in enumerate(rows)}
+    out = {"n_real": sum(row["n_real"] for row in named.values()), "n_fake": sum(row["n_fake"] for row in named.values())}
+    averaged, left_out = {}, {}
     for key in METRIC_COLUMNS:
-        values = [row[key] for row in rows if not math.isnan(row[key])]
-        out[key] = float(np.mean(values)) if values else math.nan
+        kept = {name: row[key] for name, row in named.items() if not math.isnan(row[key])}
+        out[key] = float(np.mean(list(kept.values()))) if kept else math.nan
+        averaged[key] = len(kept)
+        left_out[key] = [name for name in named if name not in kept] if isinstance(rows, dict) else []
     out["oracle_threshold"] = math.nan
-    out["threshold"] = rows[0]["threshold"] if rows else math.nan
+    out["threshold"] = next(iter(named.values()))["threshold"] if named else math.nan
+    out["averaged"], out["left_out"] = averaged, left_out
     return out

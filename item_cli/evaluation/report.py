@@ -58,8 +58,10 @@ def markdown_report(conditions: dict, threshold: float) -> str:
     return "\n".join(lines)
 
 
-def write_metrics_csv(conditions: dict, path: Path) -> None:
-    columns = ["condition", "perturbation", "strength", "generator", "n_real", "n_fake", *METRIC_COLUMNS,
+def write_metrics_csv(conditions: dict, path: Path, set_name: str | None = None) -> None:
+    """One row per (condition, group). `set_name`: the one set the groups (generators) belong to; None when the
+    groups are the sets themselves (the set column then repeats the group)."""
+    columns = ["condition", "perturbation", "strength", "set", "generator", "n_real", "n_fake", *METRIC_COLUMNS,
                "oracle_threshold", "threshold"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -68,8 +70,9 @@ def write_metrics_csv(conditions: dict, path: Path) -> None:
             for generator, row in condition["generators"].items():
                 writer.writerow({
                     "condition": name, "perturbation": condition["perturbation"] or "",
-                    "strength": "" if condition["strength"] is None else condition["strength"], "generator": generator,
-                    **{key: "" if isinstance(row[key], float) and math.isnan(row[key]) else row[key] for key in columns[4:]},
+                    "strength": "" if condition["strength"] is None else condition["strength"],
+                    "set": generator if set_name is None else set_name, "generator": generator,
+                    **{key: "" if isinstance(row[key], float) and math.isnan(row[key]) else row[key] for key in columns[5:]},
                 })
 
 

@@ -8,7 +8,7 @@ with random weights (the compute of trained ones). Texts are 8 tokens long (a ca
 
 import time
 
-from .benchmark import _peak_memory_mb, machine_info
+from .timing import machine_info, peak_memory_mb
 
 # The reference checkpoint of each family and its real size. MetaCLIP 2's vocabulary (901,629 tokens) is cut to
 # CLIP's 49,408 for the timing: an embedding lookup costs the same whatever the vocabulary's size.
@@ -41,7 +41,7 @@ TEXT_TOKENS = 8
 
 def _model(family: str):
     import torch
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers import AutoConfig
 
     from item_detector.configuration_item import ItemConfig
     from item_detector.modeling_item import ItemForImageClassification
@@ -49,7 +49,7 @@ def _model(family: str):
     spec = FAMILIES[family]
     extra = {"projection_dim": spec["projection_dim"]} if "projection_dim" in spec else {}
     text = dict(spec["text"], bos_token_id=0, eos_token_id=2, pad_token_id=1)
-    backbone_config = CONFIG_MAPPING[family](text_config=text, vision_config=spec["vision"], **extra)
+    backbone_config = AutoConfig.for_model(family, text_config=text, vision_config=spec["vision"], **extra)
     torch.manual_seed(0)
     return ItemForImageClassification(ItemConfig(backbone_config=backbone_config.to_dict())).eval()
 
@@ -77,9 +77,9 @@ def _inputs(family: str, model, n_objects: int) -> dict:
 
 
 def _parameters_without_token_embeddings(backbone) -> int:
+    """Parameters that cost compute: the vocabulary table is a lookup (and cut for MetaCLIP 2 here)."""
     import torch
 
-    """Parameters that cost compute: the vocabulary table is a lookup (and cut for MetaCLIP 2 here)."""
     vocab_size = backbone.config.text_config.vocab_size
     table = sum(m.weight.numel() for m in backbone.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == vocab_size)
     return sum(p.numel() for p in backbone.parameters()) - table
@@ -106,7 +106,7 @@ def measure_backbones(families=tuple(FAMILIES), n_objects: int = 4, repeats: int
             "embedding_dim": model.config.embedding_dim,
             "backbone_parameters_m": round(_parameters_without_token_embeddings(model.backbone) / 1e6, 1),
             "seconds_per_image": min(times),
-            "peak_memory_mb": _peak_memory_mb(torch.device("cpu")),
+            "peak_memory_mb": peak_memory_mb(torch.device("cpu")),
         }
         log(f"  {rows[family]['seconds_per_image']:.2f} s per image")
         del model

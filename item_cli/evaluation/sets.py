@@ -1,0 +1,154 @@
+"""The named image sets one run evaluates (or audits): repeated `--data [NAME=]PATH`, or a protocol file.
+
+    --data progan=/data/progan --data /data/sd15        two sets, "progan" and "sd15", in that order
+    --protocol universalfakedetect --protocol-root DIR  the protocol's test sets, in the paper's order
+    --data /data/ufd_test                               one unnamed folder: its generators are the groups
+
+Named sets (a NAME=, more than one --data, or a protocol) are the rows of the results table: every record of a
+set gets the set's name as its generator, whatever its folder layout says, so "per generator" means "per set".
+A single unnamed --data keeps the generators its layout gives (the per-generator table of one benchmark
+folder). `--max-per-class N` keeps a seeded, balanced sample of up to N real and N fake images per set (as
+UniversalFakeDetect's `max_sample`; per generator for a single unnamed folder), so that a table compares sets
+of equal weight.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, load_records
+from ..protocols import ROLES, load_protocol, parse_data_arguments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One set: its name, its folder or manifest, and whether its name replaces the layout's generators."""
+
+    name: str
+    path: str
+    named: bool = True
+
+
+@dataclass
+class LoadedSets:
+    """The records of every set, concatenated in set order, with what each set holds."""
+
+    sets: list[EvalSet]
+    records: list[Record]
+    skipped: list[Skipped]
+    counts: dict  # set name -> {"path", "real", "fake", "found_real", "found_fake"}
+    protocol: str | None = None
+
+    @property
+    def named(self) -> bool:
+        """True when the groups of the table are the sets (False: one unnamed folder, grouped by generator)."""
+        return any(item.named for item in self.sets)
+
+    def set_of(self, record: Record) -> str:
+        """The set a record belongs to (named sets carry it as the generator)."""
+        return record.generator if self.named else self.sets[0].name
+
+
+def add_set_arguments(parser, what: str = "test data") -> None:
+    """`--data`, `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator`."""
+    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]PATH",
+                        help=f"{what}: a CNNDetection/GenImage-style folder or CSV manifest; repeat for several named "
+                             "sets (NAME=PATH, or a bare PATH named after its folder)")
+    parser.add_argument("--protocol", default=None, metavar="NAME_OR_FILE",
+                        help="a built-in protocol (universalfakedetect, genimage) or a YAML/JSON protocol file, "
+                             "instead of --data")
+    parser.add_argument("--protocol-root", default=None, metavar="DIR", help="the folder that holds the protocol's sets")
+    parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role (default test)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout of every set (default: detected)")
+    parser.add_argument("--split", default=None, help="GenImage: use this split only (train / val)")
+    parser.add_argument("--generator", default=None,
+                        help="one generator name for all images of a single unnamed --data (named sets use their name)")
+
+
+def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_root: str | None = None,
+                        role: str = "test", manifest_dir: str | Path | None = None) -> tuple[list[EvalSet], str | None]:
+    """(the sets in order, the protocol's name or None) from `--data` values or a protocol.
+
+    Protocol sets made of several folders are written as CSV manifests into `manifest_dir`.
+    """
+    if bool(data) == bool(protocol):
+        raise ValueError(
+            "Give the data either as --data [NAME=]PATH (repeatable) or as --protocol NAME_OR_FILE with "
+            "--protocol-root DIR, not both and not neither."
+        )
+    if protocol_root is not None and not protocol:
+        raise ValueError("--protocol-root applies to --protocol only; drop it, or name the protocol with --protocol.")
+    if data:
+        pairs = parse_data_arguments(list(data))
+        if len(pairs) == 1 and pairs[0][1] == data[0].strip():  # one bare PATH: grouped by its own generators
+            return [EvalSet(pairs[0][0], pairs[0][1], named=False)], None
+        return [EvalSet(name, path) for name, path in pairs], None
+    loaded = load_protocol(protocol, root=protocol_root)
+    if loaded.root is None:
+        raise ValueError(
+            f"Protocol {loaded.name!r} needs --protocol-root: the folder that holds its sets "
+            f"({loaded.root_hint or 'see the protocol file'})."
+        )
+    pairs = loaded.data_arguments(role, manifest_dir=manifest_dir)
+    if not pairs:
+        roles = sorted({item.role for item in loaded.sets})
+        raise ValueError(f"Protocol {loaded.name!r} has no {role!r} sets; pass --role with one of {roles}.")
+    return [EvalSet(name, path) for name, path in pairs], loaded.name
+
+
+def balanced_sample(records: list[Record], max_per_class: int, seed: int, name: str) -> list[Record]:
+    """Up to `max_per_class` real and as many fake records, drawn without replacement, in their original order.
+
+    The draw depends on `seed` and the set's `name` only (not on the other sets or their order).
+    """
+    if isinstance(max_per_class, bool) or not isinstance(max_per_class, int) or max_per_class < 1:
+        raise ValueError(f"max_per_class={max_per_class!r}; pass a positive number of images per class, e.g. 1000.")
+    rng = np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
+    keep = []
+    for label in (REAL, FAKE):
+        members = [i for i, record in enumerate(records) if record.label == label]
+        if len(members) > max_per_class:
+            members = rng.choice(members, size=max_per_class, replace=False).tolist()
+        keep += members
+    return [records[i] for i in sorted(keep)]
+
+
+def load_sets(sets: list[EvalSet], layout: str = "auto", split: str | None = None, generator: str | None = None,
+              max_per_class: int | None = None, seed: int = 0, protocol: str | None = None) -> LoadedSets:
+    """Read every set's records (named sets relabelled with the set's name as generator), optionally sampled."""
+    if not sets:
+        raise ValueError("No data sets given; pass --data [NAME=]PATH or --protocol.")
+    if generator is not None and any(item.named for item in sets):
+        raise ValueError(
+            f"--generator {generator!r} applies to a single unnamed --data only; named sets already use their name "
+            "as the generator. Drop --generator, or name the set: --data NAME=PATH."
+        )
+    records, skipped, counts = [], [], {}
+    for item in sets:
+        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator)
+        if item.named:
+            found = [Record(r.path, r.label, item.name, r.category, r.split) for r in found]
+        found_real, found_fake = _count(found)
+        if max_per_class is not None:  # per group of the table: the set, or each generator of an unnamed folder
+            groups = {}
+            for record in found:
+                groups.setdefault(record.generator, []).append(record)
+            kept = {id(r) for name, group in groups.items() for r in balanced_sample(group, max_per_class, seed, name)}
+            found = [record for record in found if id(record) in kept]
+        real, fake = _count(found)
+        counts[item.name] = {"path": str(item.path), "real": real, "fake": fake, "found_real": found_real,
+                             "found_fake": found_fake}
+        records += found
+        skipped += dropped
+    return LoadedSets(list(sets), records, skipped, counts, protocol)
+
+
+def _count(records: list[Record]) -> tuple[int, int]:
+    return sum(r.label == REAL for r in records), sum(r.label == FAKE for r in records)
