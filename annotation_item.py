@@ -232,3 +232,36 @@ def token_scores_to_noun_scores(token_scores, offsets, spans):
         tokens = [t for t, (a, b) in enumerate(offsets) if b > a and a < end and b > start and t < token_scores.shape[1]]
         columns.append(token_scores[:, tokens].max(dim=1).values if tokens else torch.zeros(token_scores.shape[0]))
     return torch.stack(columns, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def per_image_argument(values, count: int, name: str, single: bool, item_type: type) -> list:
+    """Normalise an optional per-image argument to a list of `count` entries (None = to be computed)."""
+    if values is None:
+        return [None] * count
+    if single and not is_list_of_one(values, name):
+        values = [values]  # one image's value given bare: "a cat", ["cat"], [[x0, y0, x1, y1]]
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise TypeError(f"`{name}` must be a list with one entry per image, got {type(values).__name__}.")
+    if len(values) != count:
+        raise ValueError(f"Got {count} images but {len(values)} {name}; pass one entry per image (None to compute it).")
+    values = list(values)
+    for i, value in enumerate(values):
+        if value is not None and not isinstance(value, (item_type, tuple) if item_type is list else item_type):
+            raise TypeError(f"{name}[{i}] must be a {item_type.__name__} or None, got {type(value).__name__}.")
+    return values
+
+
+def is_list_of_one(values, name: str) -> bool:
+    """Whether `values`, given with a single image, is already a one-entry per-image list."""
+    if not isinstance(values, (list, tuple)) or len(values) != 1:
+        return False
+    first = values[0]
+    if first is None:
+        return True
+    if name == "captions":
+        return isinstance(first, str)
+    if name == "nouns":
+        return isinstance(first, (list, tuple))
+    # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.
+    return isinstance(first, (list, tuple)) and all(box is None or isinstance(box, (list, tuple)) for box in first)

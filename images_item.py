@@ -182,3 +182,34 @@ def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) 
     canvas = Image.new("RGB", padded_size, PAD_COLOR)
     canvas.paste(image, (0, 0))
     return canvas, scale
+
+
+def region_patch_mask(image_processor, grid: int, size: tuple[int, int], box) -> np.ndarray:
+    """Which of an image tower's `grid` x `grid` patches a box covers, once the whole image of `size` has gone
+    through `image_processor`'s resize (shortest edge, or fixed height and width) and centre crop.
+
+    A patch counts when the box covers any of it; a box outside the part the tower sees covers none.
+    Returns a (grid * grid,) bool mask, row by row.
+    """
+    width, height = size
+    resize = getattr(image_processor, "size", None) or {}
+    if "shortest_edge" in resize:
+        short, long = sorted((width, height))
+        target = resize["shortest_edge"], int(resize["shortest_edge"] * long / short)
+        new_width, new_height = target if width <= height else target[::-1]
+    elif "height" in resize and "width" in resize:
+        new_width, new_height = resize["width"], resize["height"]
+    else:
+        raise ValueError(f"local_embeddings='regions' needs a fixed-size image processor; this one resizes by {resize!r}.")
+    crop = getattr(image_processor, "crop_size", None) if getattr(image_processor, "do_center_crop", False) else None
+    crop_width, crop_height = (crop["width"], crop["height"]) if crop else (new_width, new_height)
+    left, top = (new_width - crop_width) // 2, (new_height - crop_height) // 2
+    x0, y0, x1, y1 = box
+    columns = np.clip([(x * new_width / width - left) / crop_width * grid for x in (x0, x1)], 0, grid)
+    rows = np.clip([(y * new_height / height - top) / crop_height * grid for y in (y0, y1)], 0, grid)
+    mask = np.zeros((grid, grid), dtype=bool)
+    first_col, last_col = int(np.floor(columns[0])), int(np.ceil(columns[1]))
+    first_row, last_row = int(np.floor(rows[0])), int(np.ceil(rows[1]))
+    if last_col > first_col and last_row > first_row:
+        mask[first_row:last_row, first_col:last_col] = True
+    return mask.reshape(-1)

@@ -41,10 +41,12 @@ from .annotation_item import (  # noqa: F401  (re-exported: the processor's publ
     extract_nouns,
     ground_nouns,
     grounding_text,
+    is_list_of_one,
     load_spacy,
+    per_image_argument,
     token_scores_to_noun_scores,
 )
-from .images_item import limit_aspect_ratio, load_image
+from .images_item import limit_aspect_ratio, load_image, region_patch_mask
 from .modeling_item import quantize_dynamic_int8
 
 try:
@@ -309,21 +311,21 @@ class ItemProcessor(ProcessorMixin):
 
     @property
     def captioner(self):
-        networks = self._networks
-        if networks.captioner is None:
-            networks.captioner, networks.captioner_processor = self._load_pretrained(
-                AutoModelForImageTextToText, self.captioner_name_or_path
-            )
-        return networks.captioner, networks.captioner_processor
+        """(model, processor) of the captioner, loaded on first use."""
+        return self._network("captioner", AutoModelForImageTextToText, self.captioner_name_or_path)
 
     @property
     def detector(self):
+        """(model, processor) of the detector, loaded on first use."""
+        return self._network("detector", AutoModelForZeroShotObjectDetection, self.detector_name_or_path)
+
+    def _network(self, name: str, auto_class, name_or_path: str):
         networks = self._networks
-        if networks.detector is None:
-            networks.detector, networks.detector_processor = self._load_pretrained(
-                AutoModelForZeroShotObjectDetection, self.detector_name_or_path
-            )
-        return networks.detector, networks.detector_processor
+        if getattr(networks, name) is None:
+            model, processor = self._load_pretrained(auto_class, name_or_path)
+            setattr(networks, name, model)
+            setattr(networks, f"{name}_processor", processor)
+        return getattr(networks, name), getattr(networks, f"{name}_processor")
 
     @property
     def nlp(self):
@@ -394,12 +396,12 @@ class ItemProcessor(ProcessorMixin):
         count = len(images)
         # One image's nouns given bare (["man"]) make its boxes bare too: boxes=[None] then means "man has no
         # box", not "detect for this image".
-        nouns_bare = single and nouns is not None and not _is_list_of_one(nouns, "nouns")
+        nouns_bare = single and nouns is not None and not is_list_of_one(nouns, "nouns")
         if nouns_bare and boxes is not None:
             boxes = [boxes]
-        captions = _per_image(captions, count, "captions", single, str)
-        nouns = _per_image(nouns, count, "nouns", single, list)
-        boxes = _per_image(boxes, count, "boxes", single and not nouns_bare, list)
+        captions = per_image_argument(captions, count, "captions", single, str)
+        nouns = per_image_argument(nouns, count, "nouns", single, list)
+        boxes = per_image_argument(boxes, count, "boxes", single and not nouns_bare, list)
         for i in range(count):
             if boxes[i] is not None and (nouns[i] is None or len(boxes[i]) != len(nouns[i])):
                 raise ValueError(
@@ -494,33 +496,9 @@ class ItemProcessor(ProcessorMixin):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def region_patches(self, size: tuple[int, int], box) -> np.ndarray:
-        """Which of the image tower's `region_grid` x `region_grid` patches a box covers, once the whole image
-        of `size` went through this backbone's resize and centre crop: a (region_grid ** 2,) bool mask."""
-        processor, grid = self.image_processor, self.region_grid
-        width, height = size
-        resize = getattr(processor, "size", None) or {}
-        if "shortest_edge" in resize:
-            short, long = sorted((width, height))
-            target = resize["shortest_edge"], int(resize["shortest_edge"] * long / short)
-            new_width, new_height = target if width <= height else target[::-1]
-        elif "height" in resize and "width" in resize:
-            new_width, new_height = resize["width"], resize["height"]
-        else:
-            raise ValueError(f"local_embeddings='regions' needs a fixed-size image processor; this one resizes by {resize!r}.")
-        crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-        crop_width, crop_height = (crop["width"], crop["height"]) if crop else (new_width, new_height)
-        left, top = (new_width - crop_width) // 2, (new_height - crop_height) // 2
-        x0, y0, x1, y1 = box
-        scale_x, scale_y = new_width / width, new_height / height
-        # The box in patch units of the crop the tower sees; a patch counts when the box covers any of it.
-        columns = np.clip([(x0 * scale_x - left) / crop_width * grid, (x1 * scale_x - left) / crop_width * grid], 0, grid)
-        rows = np.clip([(y0 * scale_y - top) / crop_height * grid, (y1 * scale_y - top) / crop_height * grid], 0, grid)
-        mask = np.zeros((grid, grid), dtype=bool)
-        first_col, last_col = int(np.floor(columns[0])), int(np.ceil(columns[1]))
-        first_row, last_row = int(np.floor(rows[0])), int(np.ceil(rows[1]))
-        if last_col > first_col and last_row > first_row:
-            mask[first_row:last_row, first_col:last_col] = True
-        return mask.reshape(-1)
+        """Which of the image tower's `region_grid` x `region_grid` patches a box covers, once the whole image of
+        `size` went through this backbone's resize and centre crop: a (region_grid ** 2,) bool mask."""
+        return region_patch_mask(self.image_processor, self.region_grid, size, box)
 
     def __call__(
         self,
@@ -555,38 +533,6 @@ class ItemProcessor(ProcessorMixin):
     def model_input_names(self):
         text_inputs = [name for name in self.tokenizer.model_input_names if name != "token_type_ids"]
         return list(dict.fromkeys(self.image_processor.model_input_names + text_inputs + ["object_mask"]))
-
-
-def _per_image(values, count: int, name: str, single: bool, item_type: type) -> list:
-    """Normalise an optional per-image argument to a list of `count` entries (None = to be computed)."""
-    if values is None:
-        return [None] * count
-    if single and not _is_list_of_one(values, name):
-        values = [values]  # one image's value given bare: "a cat", ["cat"], [[x0, y0, x1, y1]]
-    if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise TypeError(f"`{name}` must be a list with one entry per image, got {type(values).__name__}.")
-    if len(values) != count:
-        raise ValueError(f"Got {count} images but {len(values)} {name}; pass one entry per image (None to compute it).")
-    values = list(values)
-    for i, value in enumerate(values):
-        if value is not None and not isinstance(value, (item_type, tuple) if item_type is list else item_type):
-            raise TypeError(f"{name}[{i}] must be a {item_type.__name__} or None, got {type(value).__name__}.")
-    return values
-
-
-def _is_list_of_one(values, name: str) -> bool:
-    """Whether `values`, given with a single image, is already a one-entry per-image list."""
-    if not isinstance(values, (list, tuple)) or len(values) != 1:
-        return False
-    first = values[0]
-    if first is None:
-        return True
-    if name == "captions":
-        return isinstance(first, str)
-    if name == "nouns":
-        return isinstance(first, (list, tuple))
-    # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.
-    return isinstance(first, (list, tuple)) and all(box is None or isinstance(box, (list, tuple)) for box in first)
 
 
 

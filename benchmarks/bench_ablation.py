@@ -47,14 +47,16 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs (the best is reported: the machine may be shared)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on a CPU (item ablate's default 1; 0: torch's)")
+    parser.add_argument("--device", default=None, help="where the heads train (default: cuda when available)")
     args = parser.parse_args()
 
     import torch
+    from item_detector.modeling_item import ItemForImageClassification
     from transformers import CLIPConfig, CLIPModel
     from transformers.utils import logging
 
     from item_cli.evaluation.ablation import HeadSchedule, run_ablation, summarize, variant_grid
-    from item_detector.modeling_item import ItemForImageClassification
 
     logging.set_verbosity_error()
     tiny = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4)
@@ -64,12 +66,13 @@ def main() -> int:
     train, val = synthetic_rows(args.images, args.objects, args.dim, 0), synthetic_rows(args.val_images, args.objects, args.dim, 1)
     grid = variant_grid(("difference", "cosine", "both"), ("sum", "concat", "global", "local"), (512,))
     print(f"{len(grid)} variants x {len(args.seeds)} seed(s), {args.images} training + {args.val_images} validation "
-          f"images of (1 + {args.objects}) x {args.dim}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+          f"images of (1 + {args.objects}) x {args.dim}, torch {torch.__version__}, {args.threads or torch.get_num_threads()} thread(s)",
           flush=True)
     times = []
     for _ in range(args.repeat):
         started = time.perf_counter()
-        runs = run_ablation(model, train, val, grid, args.seeds, HeadSchedule())
+        runs = run_ablation(model, train, val, grid, args.seeds, HeadSchedule(), device=args.device,
+                            threads=args.threads)
         times.append(time.perf_counter() - started)
         print(f"  run: {times[-1]:.2f} s", flush=True)
     for row in summarize(runs, grid):

@@ -36,3 +36,12 @@ def configure_logging(verbose: bool = False) -> None:
     logger.handlers = [handler]
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
+
+
+def report_skipped(skipped) -> None:
+    """One `warning: skipped PATH: reason` line on stderr for each input that gave no result."""
+    from .data.files import display_path
+
+    log = logging.getLogger("item_cli")
+    for item in skipped:
+        log.warning("skipped %s: %s", display_path(item.path), item.reason)

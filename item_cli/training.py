@@ -26,6 +26,7 @@ from transformers import Trainer
 from item_detector.images_item import load_image
 from item_detector.processing_item import ItemAnnotations
 
+from .audit import audit_warnings
 from .cache import FrozenRows, frozen_rows, process_state
 from .checkpoint import check_replaceable, load_checkpoint, save_checkpoint, staged_folder
 from .data import Skipped, load_records, require_labels, split_train_val, summary
@@ -149,9 +150,10 @@ class ImageCollator:
     """Rows of `ImageRows` -> model inputs from the images and their cached annotations (no captioner, spaCy or
     detector runs). Rows marked `augment` (the training rows) go through `augmentation` first."""
 
-    def __init__(self, processor, augmentation: Augmentation | None = None):
+    def __init__(self, processor, augmentation: Augmentation | None = None, equalize=None):
         self.processor = processor
         self.augmentation = augmentation
+        self.equalize = equalize  # before augmentation: the same pixels the cached annotations were computed from
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
@@ -159,6 +161,8 @@ class ImageCollator:
         images = []
         for row in rows:
             image = load_image(row["path"])
+            if self.equalize is not None:
+                image = self.equalize(image)
             if self.augmentation is not None and self.augmentation.active and row["augment"]:
                 image = self.augmentation.for_worker()(image)
             images.append(image)
@@ -209,6 +213,8 @@ def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache
     `split` was chosen), a separate `val_data`, or a stratified `val_fraction` by generator and label."""
     records, skipped = load_records(data, layout=layout, split=split, generator=generator)
     require_labels(records, "training")
+    for warning in audit_warnings(records, cache.get("perturbation")) if cache["state"].is_main_process else []:
+        logger.warning(warning)
     rows = frozen_rows(records, processor, model, features=train_on == "features", **cache)
     skipped += rows.skipped
     if len(rows) == 0:
@@ -247,25 +253,60 @@ def train(
     target_fpr: float | None = None,
     keep_checkpoints: bool = False,
     revision: str | None = None,
+    equalize=None,
 ) -> dict:
-    """Train the head of the ITEM checkpoint `model_dir` on `data`; write the result to `training_args.output_dir`.
+    """Train the head of the ITEM checkpoint `model_dir` on `data` (folder or CSV, labelled) and write a complete
+    checkpoint to `training_args.output_dir` (`training_arguments` gives ITEM's defaults), replacing what is there
+    only once it is complete. Trainer's checkpoints go to `output_dir/trainer-checkpoints` (resumable with
+    `resume_from_checkpoint="true"`), removed at the end unless `keep_checkpoints`. Validation: `val_data`, else
+    see `prepare_data`. `train_on`: "features" (cached embeddings) or "images" (needed for `augmentation`).
+    `calibrate`: None, "balanced" or "fpr" (with `target_fpr`) chooses the threshold on the validation set.
 
-    Args:
-        model_dir: the checkpoint to start from (`item build` output or an earlier training run).
-        data: a CNNDetection-style or GenImage-style folder, or a CSV manifest (labels required).
-        training_args: `TrainingArguments` (see `training_arguments`); `output_dir` is the final checkpoint folder,
-            replaced only when the new one is complete. Trainer's checkpoints go to `output_dir/trainer-checkpoints`
-            (`--resume_from_checkpoint true` resumes from the last complete one), removed at the end unless
-            `keep_checkpoints`.
-        val_data: a separate validation folder / CSV; else see `prepare_data`.
-        train_on: "features" (cached embeddings, the default) or "images" (needed for augmentation).
-        augmentation: train-time Blur+JPEG (`Augmentation`), images mode only.
-        calibrate: None, "balanced" or "fpr" (with `target_fpr`): choose the decision threshold on the validation
-            set and store it in the config.
-
-    Returns:
-        dict with the output folder, validation metrics, calibration (if any), data sizes and skipped files.
+    Returns a dict with the output folder, validation metrics, calibration, data sizes and skipped files.
     """
+    output_dir = check_options(model_dir, training_args, train_on, augmentation)
+    training_args.device  # noqa: B018 - sets up the processes once, with TrainingArguments' settings
+    state = process_state()
+    model, processor = load_checkpoint(model_dir, revision)
+    cache = dict(cache_dir=cache_dir, batch_size=cache_batch_size, storage_dtype=storage_dtype, state=state,
+                 perturbation=equalize)
+    prepared = prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator,
+                            training_args.seed)
+    args = copy.copy(training_args)  # the caller's arguments keep naming the final folder
+    args.output_dir, args.remove_unused_columns = str(output_dir / WORK_FOLDER), False
+    trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)
+    trainer.train(resume_from_checkpoint=resume_point(args))
+    prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
+    scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
+    labels = np.asarray(prediction.label_ids).reshape(-1)
+    calibration = calibrate_on_validation(model, labels, scores, calibrate, target_fpr, prepared.val_source)
+    results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
+    description = training_description(model_dir, data, prepared, train_on, augmentation, args, state, calibration,
+                                       equalize)
+    if state.is_main_process:
+        with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
+            save_checkpoint(model, processor, folder, training=description, results=results)
+            if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
+                shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
+    state.wait_for_everyone()
+    return {
+        "output_dir": str(output_dir), "results": results, "calibration": calibration, "train_images": len(prepared.train),
+        "val_images": len(prepared.val), "skipped": [{"path": item.path, "reason": item.reason} for item in prepared.skipped],
+        "log_history": trainer.state.log_history,
+    }
+
+
+def calibrate_on_validation(model, labels, scores, method: str | None, target_fpr, val_source: str) -> dict | None:
+    """With `method`, choose the decision threshold on the validation scores and store it in the model's config."""
+    if not method:
+        return None
+    calibration = {**choose_threshold(labels, scores, method, target_fpr), "data": f"validation split: {val_source}"}
+    model.config.decision_threshold, model.config.threshold_calibration = calibration["threshold"], calibration
+    return calibration
+
+
+def check_options(model_dir, training_args, train_on: str, augmentation) -> Path:
+    """The final folder, after refusing what cannot work, before any hour of work is spent."""
     if train_on not in TRAIN_ON:
         raise ValueError(f"train_on={train_on!r}; choose one of {TRAIN_ON}.")
     if augmentation is not None and augmentation.active and train_on != "images":
@@ -276,57 +317,24 @@ def train(
     output_dir = Path(training_args.output_dir).expanduser().absolute()
     if Path(model_dir).expanduser().exists() and Path(model_dir).expanduser().absolute() == output_dir:
         raise ValueError(f"output_dir {str(output_dir)!r} is the model being trained; write the result to a new folder.")
-    check_replaceable(output_dir, (WORK_FOLDER,))  # before hours of training, not after
-    training_args.device  # noqa: B018 - sets up the processes once, with TrainingArguments' settings
-    state = process_state()
-    model, processor = load_checkpoint(model_dir, revision)
-    cache = dict(cache_dir=cache_dir, batch_size=cache_batch_size, storage_dtype=storage_dtype, state=state)
-    prepared = prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator,
-                            training_args.seed)
+    check_replaceable(output_dir, (WORK_FOLDER,))
+    return output_dir
 
-    args = copy.copy(training_args)  # the caller's arguments keep naming the final folder
-    args.output_dir = str(output_dir / WORK_FOLDER)
-    args.remove_unused_columns = False
+
+def build_trainer(model, processor, prepared: TrainingData, args, train_on: str, augmentation, equalize=None) -> Trainer:
+    """Trainer on the head alone, validating every epoch, marking its complete checkpoints for exact resumption."""
     if train_on == "images":
         model.to(args.device)  # the backbone runs every step; Trainer only moves the head
-    trainer = Trainer(
+    return Trainer(
         model=HeadTrainingModel(model),
         args=args,
         train_dataset=trainer_dataset(prepared.train, train_on, augment=True),
         eval_dataset=trainer_dataset(prepared.val, train_on, augment=False),
-        data_collator=collate_features if train_on == "features" else ImageCollator(processor, augmentation),
+        data_collator=collate_features if train_on == "features" else ImageCollator(processor, augmentation, equalize),
         compute_metrics=metrics_function(float(model.config.decision_threshold)),
         preprocess_logits_for_metrics=fake_probability,
         callbacks=[CompleteCheckpoints()],
     )
-    trainer.train(resume_from_checkpoint=resume_point(args))
-    prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
-    scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
-    labels = np.asarray(prediction.label_ids).reshape(-1)
-    calibration = None
-    if calibrate:
-        calibration = choose_threshold(labels, scores, calibrate, target_fpr)
-        calibration["data"] = f"validation split: {prepared.val_source}"
-        model.config.decision_threshold = calibration["threshold"]
-        model.config.threshold_calibration = calibration
-    results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
-    description = training_description(model_dir, data, prepared, train_on, augmentation, args, state, calibration)
-    if state.is_main_process:
-        with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
-            save_checkpoint(model, processor, folder, training=description, results=results)
-            work = output_dir / WORK_FOLDER
-            if keep_checkpoints and work.is_dir():
-                shutil.move(str(work), str(folder / WORK_FOLDER))
-    state.wait_for_everyone()
-    return {
-        "output_dir": str(output_dir),
-        "results": results,
-        "calibration": calibration,
-        "train_images": len(prepared.train),
-        "val_images": len(prepared.val),
-        "skipped": [{"path": item.path, "reason": item.reason} for item in prepared.skipped],
-        "log_history": trainer.state.log_history,
-    }
 
 
 def validation_results(labels: np.ndarray, scores: np.ndarray, val: FrozenRows, threshold: float) -> dict:
@@ -344,7 +352,8 @@ def validation_results(labels: np.ndarray, scores: np.ndarray, val: FrozenRows, 
     return results
 
 
-def training_description(model_dir, data, prepared: TrainingData, train_on, augmentation, args, state, calibration) -> dict:
+def training_description(model_dir, data, prepared: TrainingData, train_on, augmentation, args, state, calibration,
+                         equalize=None) -> dict:
     """The model card's training section, as data."""
     counts = ", ".join(
         f"{generator} {'/'.join(f'{n} {label}' for label, n in sorted(labels.items()))}"
@@ -356,6 +365,7 @@ def training_description(model_dir, data, prepared: TrainingData, train_on, augm
         "validation data": f"{prepared.val_source} ({len(prepared.val)} images)",
         "trained on": "cached frozen features" if train_on == "features" else "images (features computed every step)",
         "augmentation": augmentation.describe() if augmentation is not None and augmentation.active else "none",
+        "equalize": "none" if equalize is None else equalize.name,
         "epochs": args.num_train_epochs,
         "learning rate": args.learning_rate,
         "batch size per device": args.per_device_train_batch_size,

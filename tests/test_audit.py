@@ -202,3 +202,80 @@ def test_report_is_json_ready_and_copes_with_one_class(tmp_path):
 def test_bad_input_is_refused_with_the_fix(records, options, error, match):
     with pytest.raises(error, match=match):
         audit(records, **options)
+
+
+# ------------------------------------------------------------------------------------------ item audit, equalize
+def _picture(rng, size):
+    """Content of varying complexity, as photos have: a gradient plus noise of a random amplitude."""
+    width, height = size
+    pixels = (np.linspace(0, 1, width)[None, :, None] * rng.uniform(0, 255, 3) + rng.uniform(0, 100)
+              + rng.normal(0, rng.uniform(2, 60), (height, width, 3)))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def png_fakes(tmp_path_factory):
+    """Two generator folders whose reals are JPEG (quality 95) and fakes PNG, sizes and content alike."""
+    root = tmp_path_factory.mktemp("png-fakes")
+    rng = np.random.default_rng(0)
+    for generator in ("sd", "mj"):
+        for label, suffix in (("0_real", ".jpg"), ("1_fake", ".png")):
+            (root / generator / label).mkdir(parents=True)
+            for i in range(12):
+                image = _picture(rng, (32 + 4 * (i % 3), 32))
+                image.save(root / generator / label / f"{i:03d}{suffix}", **({"quality": 95} if suffix == ".jpg" else {}))
+    return root
+
+
+def test_item_audit_flags_png_fakes_and_writes_its_files(png_fakes, tmp_path, capsys):
+    from item_cli.cli import main
+
+    code = main(["audit", "--data", f"stable={png_fakes / 'sd'}", "--data", str(png_fakes / "mj"),
+                 "--output", str(tmp_path / "out"), "--fail-on-shortcut"])
+    captured = capsys.readouterr()
+    assert code == 1  # flagged, and asked to fail
+    assert "all fakes are PNG, all reals JPEG" in captured.out and "**Warning:**" in captured.out
+    assert "warning: audit: AUC 1.00" in captured.err
+    content = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert content["flagged"] and content["shortcuts"][0]["feature"] == "file format"
+    assert list(content["per_generator"]) == ["mj", "stable"]  # each set is its own generator, under its name
+    assert [s["set"] for s in content["sets"]] == ["stable", "mj"] and content["equalize"] is None
+    assert (tmp_path / "out" / "audit.md").read_text().strip() == captured.out.strip()
+    assert main(["audit", "--data", str(png_fakes)]) == 0  # without --fail-on-shortcut the audit reports only
+
+
+def test_the_same_data_after_equalize_is_not_flagged(png_fakes, tmp_path, capsys):
+    from item_cli.cli import main
+
+    code = main(["audit", "--data", str(png_fakes), "--equalize", "jpeg:95", "--output", str(tmp_path / "eq"),
+                 "--fail-on-shortcut"])
+    captured = capsys.readouterr()
+    assert code == 0 and "No shortcut found" in captured.out and "warning:" not in captured.err
+    content = json.loads((tmp_path / "eq" / "audit.json").read_text())
+    assert not content["flagged"] and content["equalize"] == "equalize_jpeg95"
+    assert content["per_class"]["fake"]["formats"] == {"JPEG": 1.0} and content["per_class"]["real"]["jpeg_quality"]["median"] == 95
+    assert "as --equalize re-encodes them" in content["notes"][0]
+    assert set(content["per_generator"]) == {"sd", "mj"}  # one unnamed folder: the layout's generators
+    assert main(["audit", "--data", str(png_fakes), "--equalize", "png"]) == 2  # one-line error, no traceback
+    assert "pass jpeg:QUALITY" in capsys.readouterr().err
+
+
+def test_audit_warnings_for_item_train(png_fakes, tmp_path):
+    from item_cli.audit import audit_equalized, audit_warnings
+    from item_cli.data import load_records
+    from item_cli.data.perturb import Perturbation
+
+    records, _ = load_records(png_fakes)
+    warnings = audit_warnings(records)
+    assert len(warnings) == 1 and warnings[0].startswith("shortcut audit of 48 of the training images: AUC 1.00")
+    assert "all fakes are PNG, all reals JPEG" in warnings[0] and "--equalize jpeg:95" in warnings[0]
+    assert audit_warnings(records, equalize=Perturbation("equalize", 95)) == []
+    assert audit_warnings([r for r in records if r.label == 1]) == []  # one class: nothing to compare
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    report = audit_equalized([*records[:6], {"path": str(broken), "label": 1, "generator": "sd"}],
+                             Perturbation("equalize", 90), folds=2)
+    assert report.skipped[0]["path"] == str(broken) and "cannot be re-encoded" in report.skipped[0]["reason"]
+    assert {f.path for f in report.files} == {r.path for r in records[:6]}  # reported under the original paths
+    with pytest.raises(ValueError, match="pass an equalization"):
+        audit_equalized(records, Perturbation("jpeg", 95))

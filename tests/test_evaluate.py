@@ -9,7 +9,17 @@ from helpers import make_cnndetection
 from PIL import Image
 
 from item_cli.cli import main
-from item_cli.data.perturb import Augmentation, Perturbation, downscale, gaussian_blur, jpeg, perturbations_from_args
+from item_cli.data.perturb import (
+    Augmentation,
+    Composed,
+    Perturbation,
+    compose,
+    downscale,
+    gaussian_blur,
+    jpeg,
+    parse_equalize,
+    perturbations_from_args,
+)
 from item_cli.evaluation.evaluate import OUTPUT_FILES
 from item_cli.evaluation.metrics import accuracy_real, average_precision
 from item_detector.processing_item import ItemProcessor
@@ -25,7 +35,7 @@ def evaluated(checkpoint, tmp_path_factory):
         code = main([
         "evaluate", "--model", str(checkpoint), "--data", str(data), "--output", str(root / "out"),
         "--cache-dir", str(root / "cache"), "--jpeg-quality", "50", "--blur-sigma", "1", "--downscale", "0.5",
-        "--batch-size", "4",
+        "--batch-size", "4", "--gallery-size", "0",
         ])
     return root / "out", data, code
 
@@ -129,3 +139,24 @@ def test_augmentation_is_seeded_and_respects_its_probabilities(random_images):
     always = Augmentation(blur_prob=1.0, jpeg_prob=1.0, seed=1)
     assert not np.array_equal(np.asarray(always(image)), np.asarray(image))
     assert always(image).size == image.size  # blur and JPEG keep the geometry (stored boxes stay valid)
+
+
+def test_equalize_is_a_perturbation_that_composes_before_the_conditions(random_images):
+    image = random_images(1, size=(40, 32))[0]
+    equalize = parse_equalize("jpeg:95")
+    assert equalize == Perturbation("equalize", 95) and equalize.name == "equalize_jpeg95"
+    assert parse_equalize("JPEG") == equalize and parse_equalize(None) is None and parse_equalize("") is None
+    assert np.array_equal(np.asarray(equalize(image)), np.asarray(jpeg(image, 95)))  # the pixels the model sees
+    with Image.open(__import__("io").BytesIO(equalize.encode(image.convert("RGBA")))) as written:
+        assert (written.format, written.mode, written.size) == ("JPEG", "RGB", (40, 32))  # the file the audit reads
+    blur = Perturbation("blur", 2)
+    both = compose(equalize, blur)
+    assert isinstance(both, Composed) and both.name == "equalize_jpeg95+blur_s2"  # the cache key
+    assert (both.kind, both.value) == ("blur", 2)  # what the table reports
+    assert np.array_equal(np.asarray(both(image)), np.asarray(blur(equalize(image))))  # equalize first, then perturb
+    assert compose(None, blur) is blur and compose(equalize, None) is equalize and compose(None, None) is None
+    for text, match in (("png:9", "not supported"), ("jpeg:high", "not an integer"), ("jpeg:0", "out of range")):
+        with pytest.raises(ValueError, match=match):
+            parse_equalize(text)
+    with pytest.raises(ValueError, match="Only 'equalize'"):
+        blur.encode(image)

@@ -57,11 +57,31 @@ def test_agree_with_scikit_learn_on_fixed_scores(seed):
 def test_single_class_groups_give_nan_and_the_mean_skips_them():
     only_fake = detection_metrics([1, 1], [0.7, 0.2])
     assert math.isnan(only_fake["acc_real"]) and math.isnan(only_fake["roc_auc"])
-    assert only_fake["acc_fake"] == 0.5 and only_fake["ap"] == 1.0
+    # AP of a fakes-only group would be 1.0 whatever the scores: it is left undefined, like AUC and the oracle.
+    assert math.isnan(only_fake["ap"]) and math.isnan(only_fake["oracle_acc"])
+    assert only_fake["acc_fake"] == 0.5 and only_fake["acc"] == 0.5
     both = detection_metrics([0, 1], [0.2, 0.9])
     mean = mean_row([only_fake, both])
     assert mean["acc_real"] == 1.0 and mean["roc_auc"] == 1.0 and mean["acc_fake"] == 0.75
     assert mean["n_real"] == 1 and mean["n_fake"] == 3
+
+
+def test_the_mean_row_rule_is_explicit_per_metric():
+    rows = {
+        "progan": detection_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]),  # ACC 0.5, AP 0.8333
+        "guided": detection_metrics([1, 1, 1], [0.9, 0.2, 0.8]),  # fakes only: ACC 2/3, no AP
+        "sitd": detection_metrics([0, 0], [0.1, 0.2]),  # reals only: ACC 1.0, no AP
+        "dalle": detection_metrics([0, 1], [0.3, 0.7]),  # ACC 1.0, AP 1.0
+    }
+    mean = mean_row(rows)
+    assert mean["acc"] == pytest.approx((0.5 + 2 / 3 + 1.0 + 1.0) / 4)  # ACC: every set
+    assert mean["ap"] == pytest.approx((0.8333333333333333 + 1.0) / 2)  # AP: the two-class sets only
+    assert mean["acc_fake"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)  # sets with fakes
+    assert mean["acc_real"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)  # sets with reals
+    assert mean["averaged"] == {"acc_real": 3, "acc_fake": 3, "acc": 4, "ap": 2, "roc_auc": 2, "oracle_acc": 2}
+    assert mean["left_out"]["ap"] == ["guided", "sitd"] and mean["left_out"]["acc"] == []
+    assert mean["left_out"]["acc_real"] == ["guided"] and mean["n_real"] == 5 and mean["n_fake"] == 6
+    assert math.isnan(mean_row({"guided": rows["guided"]})["ap"])  # nothing to average: NaN, not 0
 
 
 @pytest.mark.parametrize("seed", range(4))

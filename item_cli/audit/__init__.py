@@ -17,13 +17,17 @@ them (what survives equalization); `audit_warnings(records)` gives the one-line 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from item_cli.audit.equalize import EQUALIZED_SAMPLE, WARNING_SAMPLE, record_label, stratified, write_all_equalized
 from item_cli.audit.files import FileMetadata, check_records, read_all
 from item_cli.audit.markdown import render
 from item_cli.audit.model import FEATURE_GROUPS, group_files, metadata_aucs, subsample, usable_folds
@@ -229,6 +233,46 @@ def audit(
     )
 
 
-from item_cli.audit.equalize import audit_equalized, audit_warnings  # noqa: E402 - they build on `audit` above
+def audit_equalized(records: Sequence, equalize, workers: int = 4, **options) -> AuditReport:
+    """Audit `records` as `equalize` (an "equalize" `Perturbation`, e.g. `parse_equalize("jpeg:95")`) re-encodes
+    them: each image decoded, re-encoded exactly as evaluation and training do, written to a temporary folder
+    and audited there. `options` go to `audit`.
 
-__all__ = ["AuditReport", "audit", "audit_equalized", "audit_warnings"]
+    Returns the `AuditReport` with the original paths, the images that could not be re-encoded among its skipped
+    files, and a note that says what was audited. Format, JPEG settings and metadata shortcuts disappear; a size
+    shortcut stays (equalization keeps sizes), and so does a difference in earlier compression (it is in the pixels).
+    """
+    if getattr(equalize, "kind", None) != "equalize":
+        raise ValueError(f"equalize={equalize!r}; pass an equalization, e.g. parse_equalize('jpeg:95').")
+    checked = check_records(records)
+    with tempfile.TemporaryDirectory(prefix="item-audit-") as folder:
+        written, failed, originals = write_all_equalized(checked, equalize, Path(folder), workers)
+        report = audit(written, **options)
+    report.files = [dataclasses.replace(f, path=originals.get(f.path, f.path)) for f in report.files]
+    report.skipped = failed + [{**item, "path": originals.get(item["path"], item["path"])} for item in report.skipped]
+    report.notes.insert(0, f"Audited the images as --equalize re-encodes them ({equalize.name}: every image decoded and "
+                           "saved alike, metadata dropped), not the files on disk. Image sizes are kept, and so is the "
+                           "trace of an earlier compression in the pixels: a size or file-size shortcut can survive.")
+    return report
+
+
+def audit_warnings(records: Sequence, equalize=None, seed: int = 0) -> list[str]:
+    """One-line warnings about metadata shortcuts in labelled training `records` (empty: none found).
+
+    Reads the headers of at most `WARNING_SAMPLE` images (class-stratified, seeded); with `equalize`, audits at
+    most `EQUALIZED_SAMPLE` of them as that equalization re-encodes them. Unlabelled records are left out;
+    nothing is logged here (the caller logs the lines).
+    """
+    labelled = check_records([r for r in records if record_label(r) in (0, 1)])
+    labelled = stratified(labelled, EQUALIZED_SAMPLE if equalize is not None else WARNING_SAMPLE, seed)
+    if len({record["label"] for record in labelled}) < 2:
+        return []
+    if equalize is not None:
+        report = audit_equalized(labelled, equalize, seed=seed, log=False)
+        fix = "equalization does not remove it (image sizes, and any earlier compression, stay in the pixels)"
+    else:
+        report = audit(labelled, seed=seed, log=False)
+        fix = "train with --equalize jpeg:95 to re-encode both classes alike"
+    what = f"{len(labelled)} of the training images" + (f", as {equalize.name} re-encodes them" if equalize else "")
+    return [f"shortcut audit of {what}: {warning} A detector can learn this instead of the image content; "
+            f"run `item audit` for the tables; {fix}." for warning in report.warnings]

@@ -1,32 +1,22 @@
-"""The audit of equalized data, and the warnings `item train` logs about its training data.
+"""Helpers of `audit_equalized` and `audit_warnings` (in the package): re-encoded copies and samples of records.
 
 `--equalize jpeg:95` re-encodes every image alike before any network sees it. What a detector can still
-tell from the files' form after that is what the equalized files show, so `audit_equalized` re-encodes each
-image exactly as the evaluation and training do (`Perturbation.encode`), writes the files to a temporary
-folder, audits those, and reports them under the original paths. Format, JPEG settings and metadata
-shortcuts disappear; a size shortcut (equalization keeps every image's size) stays, and the audit says so.
+tell from the files' form after that is what the equalized files show, so each image is re-encoded exactly as
+the evaluation and training do (`Perturbation.encode`) and written to a temporary folder for the audit.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import tempfile
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from item_cli.audit.files import check_records
-
-logger = logging.getLogger(__name__)
-
 WARNING_SAMPLE = 20000  # training images the warning audit reads at most (a class-stratified, seeded sample)
 EQUALIZED_SAMPLE = 2000  # ... and re-encodes at most, when the training equalizes
 
 
-def _write_equalized(record: dict, index: int, folder: Path, equalize) -> tuple[dict | None, dict | None]:
+def write_equalized(record: dict, index: int, folder: Path, equalize) -> tuple[dict | None, dict | None]:
     """(the record of the re-encoded file, None) or (None, {"path", "reason"}) for one image."""
     from item_detector.images_item import load_image
 
@@ -39,34 +29,7 @@ def _write_equalized(record: dict, index: int, folder: Path, equalize) -> tuple[
     return {**record, "path": str(target)}, None
 
 
-def audit_equalized(records: Sequence, equalize, workers: int = 4, **options):
-    """Audit `records` as `equalize` (an "equalize" `Perturbation`) re-encodes them; `options` go to `audit`.
-
-    Returns the `AuditReport` with the original paths, the images that could not be re-encoded among its
-    skipped files, and a note that says what was audited.
-    """
-    from item_cli.audit import audit
-
-    if getattr(equalize, "kind", None) != "equalize":
-        raise ValueError(f"equalize={equalize!r}; pass an equalization, e.g. parse_equalize('jpeg:95').")
-    checked = check_records(records)
-    with tempfile.TemporaryDirectory(prefix="item-audit-") as folder:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL releases the GIL while it codes
-            done = list(pool.map(lambda item: _write_equalized(item[1], item[0], Path(folder), equalize),
-                                 enumerate(checked)))
-        written = [record for record, _ in done if record is not None]
-        failed = [problem for _, problem in done if problem is not None]
-        originals = {record["path"]: checked[i]["path"] for i, (record, _) in enumerate(done) if record is not None}
-        report = audit(written, **options)
-    report.files = [dataclasses.replace(f, path=originals.get(f.path, f.path)) for f in report.files]
-    report.skipped = failed + [{**item, "path": originals.get(item["path"], item["path"])} for item in report.skipped]
-    report.notes.insert(0, f"Audited the images as --equalize re-encodes them ({equalize.name}: every image decoded and "
-                           "saved alike, metadata dropped), not the files on disk. Image sizes are kept, so a size "
-                           "shortcut survives equalization.")
-    return report
-
-
-def _stratified(records: list[dict], limit: int, seed: int) -> list[dict]:
+def stratified(records: list[dict], limit: int, seed: int) -> list[dict]:
     """At most `limit` records, each label keeping its share, drawn with `seed`; all of them when fewer."""
     if len(records) <= limit:
         return records
@@ -80,29 +43,17 @@ def _stratified(records: list[dict], limit: int, seed: int) -> list[dict]:
     return [records[i] for i in sorted(keep)]
 
 
-def audit_warnings(records: Sequence, equalize=None, seed: int = 0) -> list[str]:
-    """One-line warnings about metadata shortcuts in labelled training `records` (empty: none found).
-
-    Reads the headers of at most `WARNING_SAMPLE` images (class-stratified, seeded); with `equalize`, audits at
-    most `EQUALIZED_SAMPLE` of them as that equalization re-encodes them. Unlabelled records are left out;
-    nothing is logged here (the caller logs the lines).
-    """
-    labelled = [record for record in check_records([r for r in records if _label(r) in (0, 1)])]
-    labelled = _stratified(labelled, EQUALIZED_SAMPLE if equalize is not None else WARNING_SAMPLE, seed)
-    if len({record["label"] for record in labelled}) < 2:
-        return []
-    if equalize is not None:
-        report = audit_equalized(labelled, equalize, seed=seed, log=False)
-        fix = "it survives equalization (sizes and content are kept): resize or crop both classes alike"
-    else:
-        from item_cli.audit import audit
-
-        report = audit(labelled, seed=seed, log=False)
-        fix = "train with --equalize jpeg:95 to re-encode both classes alike"
-    what = f"{len(labelled)} of the training images" + (f", as {equalize.name} re-encodes them" if equalize else "")
-    return [f"shortcut audit of {what}: {warning} A detector can learn this instead of the image content; "
-            f"run `item audit` for the tables; {fix}." for warning in report.warnings]
-
-
-def _label(record):
+def record_label(record):
+    """A record's label, from a dict or from an object's attribute (None when it has none)."""
     return record.get("label") if isinstance(record, dict) else getattr(record, "label", None)
+
+
+def write_all_equalized(records: list[dict], equalize, folder: Path, workers: int = 4) -> tuple[list[dict], list[dict], dict]:
+    """(records of the re-encoded files, {"path", "reason"} of the images that failed, {new path: original path})."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL releases the GIL while it codes
+        done = list(pool.map(lambda item: write_equalized(item[1], item[0], folder, equalize), enumerate(records)))
+    written = [record for record, _ in done if record is not None]
+    failed = [problem for _, problem in done if problem is not None]
+    originals = {record["path"]: records[i]["path"] for i, (record, _) in enumerate(done) if record is not None}
+    return written, failed, originals
+

@@ -219,32 +219,35 @@ def frozen_rows(
     if features:
         feature_store = StageStore(root, feature_fingerprint(annotation_store.key, processor, model, storage_dtype, perturbation)).open()
     slots, dim = 1 + processor.max_objects, model.config.embedding_dim if features else 0
-
     known = _annotation_rows(annotation_store, wanted)
-    have_features = set()
-    if features:
-        have_features = set(_feature_rows(feature_store, {k: checksum(known[k]) for k in known}, slots, dim)[1])
-    todo = {key: index for index, key in reversed(list(enumerate(keys))) if key is not None
-            and (key not in known or (features and key not in have_features))}  # one computation per content
-    items = sorted((index, records[index].path, key) for key, index in todo.items())
-    if state.num_processes > 1:
-        share = np.array_split(np.arange(len(items)), state.num_processes)[state.process_index]
-        items = [items[i] for i in share]
+    todo = _missing(records, keys, known, feature_store, slots, dim)
     failures = {}
-    if items:
-        device = state.device
-        processor.to(device)
+    mine = todo if state.num_processes == 1 else [todo[i] for i in np.array_split(np.arange(len(todo)), state.num_processes)[state.process_index]]
+    if mine:
+        processor.to(state.device)
         if features:
-            model.to(device)
+            model.to(state.device)
         work = Work(processor, model, perturbation, annotation_store, feature_store, storage_dtype, dict(known))
         with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s) as reader:
-            failures = compute_missing(work, items, batch_size, reader, device)
+            failures = compute_missing(work, mine, batch_size, reader, state.device)
     failures = _gather(failures, state)
     if state.is_main_process and todo:  # every process has written (gathering the failures waited for them)
         for store in filter(None, (annotation_store, feature_store)):
             store.compact()
     state.wait_for_everyone()
     return _join(records, keys, skipped, failures, annotation_store, feature_store, wanted, slots, dim)
+
+
+def _missing(records, keys, known: dict, feature_store, slots: int, dim: int) -> list[tuple[int, str, str]]:
+    """(index, path, key) of each distinct content whose annotations, or features, are not cached yet."""
+    have_features = set()
+    if feature_store is not None:
+        have_features = set(_feature_rows(feature_store, {k: checksum(known[k]) for k in known}, slots, dim)[1])
+    first = {}
+    for index, key in enumerate(keys):
+        if key is not None and key not in first and (key not in known or (feature_store is not None and key not in have_features)):
+            first[key] = index  # one computation per content, however many paths hold it
+    return [(index, records[index].path, key) for key, index in first.items()]
 
 
 def _keys(records: list[Record], state) -> tuple[list[str | None], list[Skipped]]:

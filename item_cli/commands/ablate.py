@@ -10,7 +10,8 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
 """
 
 from ..args import add_cache, add_model, command_parser, positive_int
-from ..console import emit
+from ..console import emit, report_skipped
+from ..data import Skipped
 
 
 def build_parser(prog):
@@ -35,9 +36,13 @@ def build_parser(prog):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds per variant (default 0)")
     parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per head (default 10, as item train)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="head training batch size (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, dest="head_batch_size",
+                        help="head training batch size (default 256; --cache-batch-size is the frozen networks')")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the validation ACC (default 0.5)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the heads on a CPU (default 1: faster for these small matrices, "
+                             "much faster on a shared machine; 0: torch's default)")
     parser.add_argument("--equalize", default=None, metavar="jpeg:Q", help="re-encode every image alike first (e.g. jpeg:95)")
     parser.add_argument("--output", default=None, metavar="DIR", help="write ablation.md, ablation.csv, ablation.json here")
     add_cache(parser, batch_flag="--cache-batch-size")
@@ -51,17 +56,17 @@ def run(args) -> int:
     from ..evaluation.ablation_report import markdown_ablation
 
     grid = variant_grid(args.distance_types, args.fusions, args.head_hidden_sizes)
-    schedule = HeadSchedule(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+    schedule = HeadSchedule(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.head_batch_size,
                             weight_decay=args.weight_decay, threshold=args.threshold)
     results = ablate(
         args.model, args.data, args.output, args.val_data, grid=grid, seeds=args.seeds, schedule=schedule,
         val_fraction=args.val_fraction, layout=args.layout, split=args.split, generator=args.generator,
-        equalize=parse_equalize(args.equalize), revision=args.revision, **cache_options(args),
+        equalize=parse_equalize(args.equalize), revision=args.revision, threads=args.threads,
+        **cache_options(args),
     )
     if results is None:  # a non-main process under accelerate launch
         return 0
-    for item in results["skipped"]:
-        print(f"skipped {item['path']}: {item['reason']}")  # on stderr: stdout is redirected while commands run
+    report_skipped([Skipped(item["path"], item["reason"]) for item in results["skipped"]])
     emit(markdown_ablation(results))
     if args.output:
         print(f"wrote {', '.join(results['files'])} to {args.output}")

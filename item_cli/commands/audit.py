@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..args import command_parser, positive_int
-from ..console import emit
+from ..console import emit, report_skipped
 
 
 def build_parser(prog):
@@ -52,8 +52,7 @@ def run(args) -> int:
         sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role, manifests)
         loaded = load_sets(sets, args.layout, args.split, args.generator, args.max_per_class, args.seed, protocol)
     require_labels(loaded.records, "the audit")
-    for item in loaded.skipped:
-        print(f"skipped {item.path}: {item.reason}")  # on stderr: stdout is redirected while commands run
+    report_skipped(loaded.skipped)
     options = dict(folds=args.folds, seed=args.seed, warn_auc=args.warn_auc, max_model_images=args.max_model_images)
     if equalize is None:
         report = audit(loaded.records, **options)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from ..args import add_cache, add_data, command_parser
-from ..console import emit
+from ..console import emit, report_skipped
 
 
 def build_parser(prog):
@@ -58,8 +58,7 @@ def run(args) -> int:
     records, skipped = load_records(args.data, layout=args.layout, split=args.split, generator=args.generator)
     model, processor = load_checkpoint(args.model, args.revision)
     rows = frozen_rows(records, processor, model, features=args.features, **cache_options(args))
-    for item in skipped + rows.skipped:
-        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    report_skipped(skipped + rows.skipped)
     what = "annotations and features" if args.features else "annotations"
     emit(f"{len(rows)} images cached ({what}) in {root}; {len(skipped) + len(rows.skipped)} files skipped")
     return 0

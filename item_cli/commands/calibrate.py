@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..args import add_cache, add_data, cache_options, command_parser
-from ..console import emit
+from ..console import emit, report_skipped
 from ..evaluation.metrics import THRESHOLD_METHODS
 
 
@@ -48,8 +48,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     require_labels(records, "calibration")
     model, processor = load_checkpoint(model_dir)
     rows, scores = score(model, processor, records, state=state, **cache)
-    for item in skipped + rows.skipped:
-        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    report_skipped(skipped + rows.skipped)
     if not state.is_main_process:
         return {}
     calibration = choose_threshold(rows.labels, scores, method, target_fpr)

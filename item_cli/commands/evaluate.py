@@ -15,7 +15,8 @@ explanation pictures (gallery/); prints table.md.
 from pathlib import Path
 
 from ..args import add_cache, add_model, cache_options, command_parser, positive_int
-from ..console import emit
+from ..console import emit, report_skipped
+from ..data import Skipped
 
 
 def build_parser(prog):
@@ -70,8 +71,7 @@ def run(args) -> int:
     )
     if results is None:  # a non-main process under accelerate launch
         return 0
-    for item in results["skipped"]:
-        print(f"skipped {item['path']}: {item['reason']}")  # on stderr: stdout is redirected while commands run
+    report_skipped([Skipped(item["path"], item["reason"]) for item in results["skipped"]])
     emit((output / "table.md").read_text())
     print(f"wrote {', '.join(results['files'])} to {args.output}")
     return 0

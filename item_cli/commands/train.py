@@ -38,6 +38,8 @@ class ItemTrainArguments:
                           "features (fast) or images (features every step; needed for augmentation)"})
     blur_prob: float = field(default=0.0, metadata={"help": "train-time Gaussian blur probability, sigma ~ U[0, 3]"})
     jpeg_prob: float = field(default=0.0, metadata={"help": "train-time JPEG probability, quality ~ U[30, 100]"})
+    equalize: str | None = field(default=None, metadata={"help": "re-encode every image alike before anything "
+                                 "sees it, e.g. jpeg:95, so that no file-format shortcut survives (evaluate with the same)"})
     calibrate: str = field(default="none", metadata={"choices": ["none", *THRESHOLD_METHODS], "help": "choose the "
                            "decision threshold on the validation set: balanced accuracy or a target FPR"})
     target_fpr: float | None = field(default=None, metadata={"help": "with --calibrate fpr, e.g. 0.05"})
@@ -67,7 +69,7 @@ def run(args) -> int:
     from accelerate import PartialState
     from transformers import TrainingArguments
 
-    from ..data.perturb import Augmentation
+    from ..data.perturb import Augmentation, parse_equalize
     from ..evaluation.report import json_ready
     from ..training import train
 
@@ -83,6 +85,7 @@ def run(args) -> int:
         split=options.split, generator=options.generator,
         calibrate=None if options.calibrate == "none" else options.calibrate, target_fpr=options.target_fpr,
         keep_checkpoints=options.keep_trainer_checkpoints, revision=options.revision,
+        equalize=parse_equalize(options.equalize),
     )
     if PartialState().is_main_process:
         keys = ("output_dir", "train_images", "val_images", "results", "calibration", "skipped")

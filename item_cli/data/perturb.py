@@ -183,7 +183,7 @@ class Augmentation:
         self._rng = random.Random(self.seed)
         self._worker: int | None = None
 
-    def for_worker(self) -> "Augmentation":
+    def for_worker(self) -> Augmentation:
         """This augmentation, drawing from the random stream of the current DataLoader worker: each worker draws
         its own sequence, and the same seed repeats a run."""
         import torch.utils.data

@@ -1,1 +1,2 @@
-"""Evaluation: metrics as the field reports them, per-generator evaluation under perturbations, its report."""
+"""Evaluation: metrics as the field reports them, per-set evaluation under perturbations and its report (tables,
+HTML with a gallery of mistakes), and head ablations on cached features."""

@@ -17,6 +17,7 @@ checkpoint's head dropout, and the epoch with the lowest validation loss kept (`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -88,7 +89,6 @@ def variant_grid(distance_types=DISTANCE_TYPES, fusions=FUSION_TYPES, head_sizes
 def fused_features(rows: FrozenRows, distance_type: str, fusion: str):
     """The head's input for every row: cached embeddings (N, 1 + K, D) -> fused features (N, F), float32."""
     import torch
-
     from item_detector.modeling_item import misalignment_features
 
     parts = []
@@ -110,13 +110,13 @@ def train_head(model, config: ItemConfig, train: tuple, val: tuple, schedule: He
     """
     import torch
     import torch.nn.functional as F
-
     from item_detector.modeling_item import ItemHead
 
     torch.manual_seed(seed)
     head = ItemHead(config)
     model._init_weights(head)
     (train_x, train_y), (val_x, val_y) = train, val
+    head.to(train_x.device)
     steps = schedule.epochs * math.ceil(len(train_y) / schedule.batch_size)
     optimizer = torch.optim.AdamW(head.parameters(), lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
     decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / steps))
@@ -124,7 +124,7 @@ def train_head(model, config: ItemConfig, train: tuple, val: tuple, schedule: He
     best = {"val_loss": math.inf}
     for epoch in range(1, schedule.epochs + 1):
         head.train()
-        for batch in torch.randperm(len(train_y), generator=order).split(schedule.batch_size):
+        for batch in torch.randperm(len(train_y), generator=order).to(train_x.device).split(schedule.batch_size):
             loss = F.cross_entropy(head(train_x[batch]), train_y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -136,28 +136,61 @@ def train_head(model, config: ItemConfig, train: tuple, val: tuple, schedule: He
             val_loss = float(F.cross_entropy(logits, val_y))
         if val_loss < best["val_loss"]:  # the first of equally good epochs, as Trainer keeps it
             fake = int(config.label2id.get("fake", 1))
-            scores = logits.softmax(dim=-1)[:, fake].numpy()
-            best = {"val_loss": val_loss, "epoch": epoch, **detection_metrics(val_y.numpy(), scores, schedule.threshold)}
+            scores = logits.float().softmax(dim=-1)[:, fake].cpu().numpy()
+            best = {"val_loss": val_loss, "epoch": epoch,
+                    **detection_metrics(val_y.cpu().numpy(), scores, schedule.threshold)}
     return best
 
 
-def run_ablation(model, train_rows: FrozenRows, val_rows: FrozenRows, grid: list[Variant], seeds, schedule: HeadSchedule) -> list[dict]:
-    """One result per variant and seed: {"variant", "seed", "acc", "ap", "roc_auc", ..., "seconds"}."""
+@contextlib.contextmanager
+def _cpu_threads(count: int | None):
+    """torch's intra-op threads set to `count` inside the block (None or 0: left as they are)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_ablation(model, train_rows: FrozenRows, val_rows: FrozenRows, grid: list[Variant], seeds, schedule: HeadSchedule,
+                 device: str | None = None, threads: int | None = 1) -> list[dict]:
+    """One result per variant and seed: {"variant", "seed", "acc", "ap", "roc_auc", ..., "seconds"}.
+
+    `device`: where the heads train (default: the GPU when there is one; the fused features are moved there once).
+    `threads`: torch threads on a CPU (None or 0: torch's default). One by default: a head's matrices (a batch of
+    256 x F times F x 512) are too small to gain from threads, and threads that wait for each other on a shared
+    machine made the 12-variant benchmark 7x slower with 2 threads than with 1 (benchmarks/bench_ablation.py).
+    """
     import torch
 
     if not len(train_rows) or not len(val_rows):
         raise ValueError(f"The ablation needs training and validation images; got {len(train_rows)} and {len(val_rows)}.")
-    train_y, val_y = torch.from_numpy(train_rows.labels), torch.from_numpy(val_rows.labels)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise ValueError(f"threads={threads!r}; pass a number of CPU threads (1 by default; 0 for torch's default).")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with _cpu_threads(threads if device.type == "cpu" else None):
+        return _train_grid(model, train_rows, val_rows, grid, seeds, schedule, device)
+
+
+def _train_grid(model, train_rows, val_rows, grid, seeds, schedule, device) -> list[dict]:
+    """`run_ablation`'s loop: fuse once per distance x fusion, then one head per head size and seed."""
+    import torch
+
+    train_y, val_y = torch.from_numpy(train_rows.labels).to(device), torch.from_numpy(val_rows.labels).to(device)
     base = model.config.to_dict()
     runs, fused = [], {}
     for variant in grid:
         key = (variant.distance_type, variant.fusion)
         if key not in fused:  # one fusion per distance x fusion, shared by every head size and seed
-            fused = {key: (fused_features(train_rows, *key), fused_features(val_rows, *key))}
+            fused = {key: (fused_features(train_rows, *key).to(device), fused_features(val_rows, *key).to(device))}
         config = ItemConfig(**{**base, "distance_type": variant.distance_type, "fusion": variant.fusion,
                                "head_hidden_size": variant.head_hidden_size})
         for seed in seeds:
-            started = time.perf_counter()
+            started = time.perf_counter()  # the head's training and validation only (fusion is shared)
             found = train_head(model, config, (fused[key][0], train_y), (fused[key][1], val_y), schedule, int(seed))
             runs.append({"variant": variant.name, "distance_type": variant.distance_type, "fusion": variant.fusion,
                          "head_hidden_size": variant.head_hidden_size, "seed": int(seed), **found,
@@ -184,7 +217,7 @@ def summarize(runs: list[dict], grid: list[Variant]) -> list[dict]:
 def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] | None = None, seeds=(0,),
            schedule: HeadSchedule = HeadSchedule(), val_fraction: float = 0.1, layout: str = "auto",
            split: str | None = None, generator: str | None = None, equalize=None, revision: str | None = None,
-           **cache) -> dict | None:
+           threads: int | None = 1, **cache) -> dict | None:
     """Train a head for every variant of `grid` and seed on the cached features of `data`; validate on
     `val_data` (else a stratified `val_fraction` of `data`, split with seed 0 so that every seed sees the same
     split). `cache`: `frozen_rows` options (cache_dir, batch_size, storage_dtype, decode_workers, ...).
@@ -218,12 +251,12 @@ def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] |
     if not state.is_main_process:
         return None
     started = time.perf_counter()
-    runs = run_ablation(model, train_rows, val_rows, grid, seeds, schedule)
+    runs = run_ablation(model, train_rows, val_rows, grid, seeds, schedule, threads=threads)
     config = model.config
     results = {
         "model": str(model_dir), "data": str(data), "validation": val_source, "train_images": len(train_rows),
         "val_images": len(val_rows), "equalize": None if equalize is None else equalize.name, "seeds": seeds,
-        "schedule": dataclasses.asdict(schedule),
+        "threads": threads, "schedule": dataclasses.asdict(schedule),
         "checkpoint_variant": Variant(config.distance_type, config.fusion, config.head_hidden_size).name,
         "seconds": time.perf_counter() - started, "variants": summarize(runs, grid), "runs": runs,
         "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],

@@ -151,6 +151,17 @@ def _warn_one_class(table: dict) -> list[str]:
     return messages
 
 
+def _check_options(threshold, gallery_size, equalize, columns) -> tuple[str, ...]:
+    """Raise a ValueError naming a bad option and the fix; returns the validated table columns."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold={threshold}; pass a fake probability in [0, 1].")
+    if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 0:
+        raise ValueError(f"gallery_size={gallery_size!r}; pass the number of mistakes to show per kind and set (e.g. 6).")
+    if equalize is not None and equalize.kind != "equalize":
+        raise ValueError(f"equalize={equalize.name!r} is not an equalization; build it with parse_equalize('jpeg:95').")
+    return check_columns(columns)
+
+
 def evaluate(
     model_dir,
     data,
@@ -190,13 +201,7 @@ def evaluate(
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
     and only the main process scores and writes (the others return None).
     """
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold={threshold}; pass a fake probability in [0, 1].")
-    if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 0:
-        raise ValueError(f"gallery_size={gallery_size!r}; pass the number of mistakes to show per kind and set (e.g. 6).")
-    if equalize is not None and equalize.kind != "equalize":
-        raise ValueError(f"equalize={equalize.name!r} is not an equalization; build it with parse_equalize('jpeg:95').")
-    columns = check_columns(columns)
+    columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
     loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
     require_labels(loaded.records, "evaluation")
@@ -214,7 +219,8 @@ def evaluate(
     settings = {"model": str(model_dir), "threshold": threshold, "equalize": None if equalize is None else equalize.name,
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision}
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warn_one_class(scored.conditions[CLEAN]["generators"])}
+    warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 
@@ -276,7 +282,7 @@ def _write_report(output: Path, run: dict, title: str, gallery_size: int, equali
     rows, scores = scored.clean
     mistakes = None
     if gallery_size:
-        groups = [loaded.set_of(record) if loaded.named else record.generator for record in rows.records]
+        groups = rows.column("generator")  # the table's groups: named sets carry their name as generator
         mistakes = gallery_entries(rows, scores, groups, settings["threshold"], gallery_size)
         draw_gallery(settings["model"], mistakes, output, equalize, settings["threshold"], settings["revision"])
     shown = {"model": settings["model"], "threshold": f"{settings['threshold']:.4g}",

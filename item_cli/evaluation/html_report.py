@@ -31,6 +31,7 @@ figure { margin: 0; width: 256px; }
 figure img { width: 256px; height: auto; border: 1px solid #ccc; }
 figcaption { font-size: 0.8rem; word-break: break-all; }
 img.plot { max-width: 100%; }
+table.settings td { text-align: left; vertical-align: top; }
 """
 
 
@@ -113,13 +114,14 @@ def _metrics_table(condition: dict) -> list[str]:
 def render_report(title: str, settings: dict, conditions: dict, columns: tuple[str, ...], threshold: float,
                   output: Path, mistakes: list[Mistake] | None, gallery_size: int) -> str:
     """The whole page. `settings`: {label: value} shown at the top; `mistakes`: None when there is no gallery."""
-    body = [f"<h1>{_e(title)}</h1>", "<table>"]
+    body = [f"<h1>{_e(title)}</h1>", "<table class=\"settings\">"]
     body += [f"<tr><td>{_e(key)}</td><td>{_e(value)}</td></tr>" for key, value in settings.items()]
     body += ["</table>"]
     for name, condition in conditions.items():
         body += [f"<h2>Results: {_e(name)}</h2>", *_results_table(condition, columns, threshold)]
-    body += ["<h2>Plots</h2>", *_plot(output / "per_generator.png", "Per set (clean)"),
-             *_plot(output / "robustness.png", "Robustness")]
+    body += ["<h2>Plots</h2>", *_plot(output / "per_generator.png", "Per set (clean)")]
+    if len(conditions) > 1:  # with the clean condition alone the robustness plot is empty
+        body += _plot(output / "robustness.png", "Robustness")
     if mistakes is not None:
         groups = [g for g in conditions[next(iter(conditions))]["generators"] if g != MEAN]
         body += _gallery(mistakes, groups, gallery_size, threshold)
