@@ -101,3 +101,10 @@ def test_head_training_epoch_on_cached_features_runs_through_trainer():
     result = head_training_epoch(images=512, dim=32, objects=2, repeats=1)
     assert result["images"] == 512 and result["seconds_per_epoch"] > 0
     assert result["images_per_second"] == pytest.approx(512 / result["seconds_per_epoch"])
+
+
+def test_ablation_grid_timing_trains_every_variant():
+    from item_cli.bench.training import ablation_grid
+
+    result = ablation_grid(images=64, val_images=32, dim=16, objects=2, repeats=1)
+    assert result["variants"] == 12 and len(result["variants_summary"]) == 12 and result["seconds"] > 0

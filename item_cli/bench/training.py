@@ -1,40 +1,22 @@
-"""Head training speed on cached features, through the code `item train` runs (FeatureRows, HeadTrainingModel,
-Trainer with ITEM's head defaults), on features of the default checkpoint's real shape (CLIP ViT-L/14: D = 768,
-K = 8 objects, float16 as cached). Only the head runs; the backbone is a tiny stand-in that is never called."""
+"""What runs on cached features alone, timed: head training through the code `item train` runs (FeatureRows,
+HeadTrainingModel, Trainer with ITEM's head defaults), and `item ablate`'s grid of heads, on features of the
+default checkpoint's real shape (`synthetic`)."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 
-import numpy as np
+from .synthetic import model_with_real_head, synthetic_rows
 
 
 def head_training_epoch(images: int = 10_000, dim: int = 768, objects: int = 8, repeats: int = 3, seed: int = 0) -> dict:
     """Seconds for one epoch of head training over `images` cached rows (the best of `repeats`)."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel, Trainer
-    from transformers.utils import logging
+    from transformers import Trainer
 
-    from item_detector.modeling_item import ItemForImageClassification
-
-    from ..cache import FeatureArrays, FrozenRows
-    from ..data import Record
     from ..training import FeatureRows, HeadTrainingModel, collate_features, training_arguments
 
-    logging.set_verbosity_error()
-    torch.manual_seed(seed)
-    tiny = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4)
-    backbone = CLIPModel(CLIPConfig(text_config=dict(tiny, vocab_size=100), vision_config=dict(tiny, image_size=32, patch_size=8),
-                                    projection_dim=dim))
-    model = ItemForImageClassification.from_backbone(backbone)
-    rng = np.random.default_rng(seed)
-    slots = 1 + objects
-    arrays = (rng.standard_normal((images, slots, dim)).astype(np.float16), rng.standard_normal((images, slots, dim)).astype(np.float16),
-              rng.random((images, objects)) < 0.5)
-    locations = np.stack([np.zeros(images, np.int64), np.arange(images)], axis=1)
-    records = [Record(f"{i}.png", i % 2, "g") for i in range(images)]
-    rows = FrozenRows(records, [str(i) for i in range(images)], [None] * images, FeatureArrays([arrays], locations))
+    model, rows = model_with_real_head(dim, seed), synthetic_rows(images, objects, dim, seed)
     times = []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats):
@@ -47,3 +29,22 @@ def head_training_epoch(images: int = 10_000, dim: int = 768, objects: int = 8, 
             times.append(time.perf_counter() - started)
     return {"images": images, "embedding_dim": dim, "objects": objects, "storage_dtype": "float16",
             "seconds_per_epoch": min(times), "seconds_all": times, "images_per_second": images / min(times)}
+
+
+def ablation_grid(images: int = 1000, val_images: int = 200, dim: int = 768, objects: int = 8, seeds=(0,),
+                  repeats: int = 3, threads: int = 1, device=None) -> dict:
+    """Seconds for `item ablate`'s default grid (3 distances x 4 fusions, head 512) on cached features (best of
+    `repeats`), and each variant's validation figures."""
+    from ..evaluation.ablation import HeadSchedule, run_ablation, summarize, variant_grid
+
+    model = model_with_real_head(dim)
+    train, val = synthetic_rows(images, objects, dim, 0), synthetic_rows(val_images, objects, dim, 1)
+    grid = variant_grid(("difference", "cosine", "both"), ("sum", "concat", "global", "local"), (512,))
+    times, runs = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        runs = run_ablation(model, train, val, grid, list(seeds), HeadSchedule(), device=device, threads=threads)
+        times.append(time.perf_counter() - started)
+    return {"variants": len(grid), "seeds": list(seeds), "images": images, "val_images": val_images, "embedding_dim": dim,
+            "objects": objects, "threads": threads, "seconds": min(times), "seconds_all": times,
+            "variants_summary": summarize(runs, grid)}

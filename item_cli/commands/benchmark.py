@@ -4,7 +4,8 @@ Times ITEM on the real architectures with random weights (CLIP ViT-L/14, BLIP-la
 tiny): each stage alone, the whole pipeline and a UniversalFakeDetect-style one-pass baseline, per profile and
 batch size, in one process. `--levers` adds each speed lever alone and how closely each faster variant
 reproduces the default. `--backbones` times each backbone family instead; `--head-training` one epoch of head
-training on 10,000 cached images. Prints Markdown and writes the full report as JSON.
+training on 10,000 cached images; `--ablation` item ablate's 12-variant grid on 1,000 cached images. Prints
+Markdown and writes the full report as JSON.
 """
 
 from ..args import command_parser, positive_int
@@ -31,6 +32,12 @@ def build_parser(prog):
     parser.add_argument("--backbones", nargs="*", default=None, metavar="FAMILY", choices=list(FAMILIES),
                         help="instead: time forward_features per image for each backbone family (all when none is named)")
     parser.add_argument("--head-training", action="store_true", help="instead: one epoch of head training on cached features")
+    parser.add_argument("--ablation", action="store_true", help="instead: item ablate's 12-variant grid on 1,000 cached images")
+    parser.add_argument("--streaming", type=positive_int, nargs="+", default=None, metavar="N",
+                        help="instead: peak memory and time of item detect on folders of N images (tiny networks)")
+    parser.add_argument("--cache-reuse", type=positive_int, default=None, metavar="N",
+                        help="instead: frozen-network calls when a cached folder of N images grows, is relabelled, "
+                             "copied or changed in place (tiny networks), and the content-key hashing speed")
     parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
     return parser
 
@@ -50,6 +57,25 @@ def run(args) -> int:
 
         report = head_training_epoch(repeats=args.repeats or 3)
         text = f"one epoch of head training over {report['images']:,} cached images: {report['seconds_per_epoch']:.2f} s"
+    elif args.streaming:
+        from ..bench.streaming import format_streaming, streaming_memory
+
+        report = streaming_memory(tuple(args.streaming), log=log)
+        text = format_streaming(report)
+    elif args.cache_reuse:
+        from ..bench.cache_reuse import cache_reuse, hashing_throughput
+
+        report = {**cache_reuse(args.cache_reuse, log=log), "hashing": hashing_throughput()}
+        text = "\n".join([f"| scenario | rows | images seen by captioner / detector / backbone |", "|---|---|---|"] + [
+            f"| {name} | {s['rows']} | {s['images_seen']['captioner']} / {s['images_seen']['detector']} / "
+            f"{s['images_seen']['backbone']} |" for name, s in report["scenarios"].items()]
+            + [f"\ncontent keys (sha256): {report['hashing']['mb_per_second']:.0f} MB/s"])
+    elif args.ablation:
+        from ..bench.training import ablation_grid
+
+        report = ablation_grid(repeats=args.repeats or 3)
+        text = (f"{report['variants']} head variants on {report['images']:,} cached images (+{report['val_images']} "
+                f"validation): {report['seconds']:.2f} s")
     else:
         overrides = {"device": args.device, "dtype": args.dtype, "warmup": not args.no_warmup, "levers": args.levers,
                      "size": "tiny" if args.tiny else "real"}

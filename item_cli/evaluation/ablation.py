@@ -163,7 +163,7 @@ def run_ablation(model, train_rows: FrozenRows, val_rows: FrozenRows, grid: list
     `device`: where the heads train (default: the GPU when there is one; the fused features are moved there once).
     `threads`: torch threads on a CPU (None or 0: torch's default). One by default: a head's matrices (a batch of
     256 x F times F x 512) are too small to gain from threads, and threads that wait for each other on a shared
-    machine made the 12-variant benchmark 7x slower with 2 threads than with 1 (benchmarks/bench_ablation.py).
+    machine made the 12-variant benchmark 7x slower with 2 threads than with 1 (`item benchmark --ablation`).
     """
     import torch
 

