@@ -1,6 +1,5 @@
 """Batching changes no result, the text-padding cut changes no embedding, and the benchmark runs end to end (tiny nets)."""
 
-import json
 
 import numpy as np
 import pytest

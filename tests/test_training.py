@@ -138,8 +138,8 @@ def test_calibrate_stores_the_threshold_and_detect_uses_it(trained, data, tmp_pa
     paths = sorted((data / "stylegan").rglob("*.*"))[::3]
     with ImageReader(workers=1) as reader:
         results = list(detect(pipe, reader.read(paths), batch_size=4))
-    assert all(result["threshold"] == threshold for _, result in results)
-    assert all(result["is_fake"] == (result["fake_probability"] >= threshold) for _, result in results)
+    assert all(result["threshold"] == threshold for _, result, _ in results)
+    assert all(result["is_fake"] == (result["fake_probability"] >= threshold) for _, result, _ in results)
     plain = pipe(str(paths[0]))
     assert [item["label"] for item in plain] in (["fake", "real"], ["real", "fake"])  # still plain probabilities
     assert sum(item["score"] for item in plain) == pytest.approx(1.0, abs=1e-5)

@@ -262,3 +262,23 @@ def test_result_of_the_real_pipeline_draws(checkpoint, sample_photos):
         similarities = [item["similarity"] for item in result["objects"]]
         worst = similarities.index(min(similarities))
         assert [entry["emphasised"] for entry in layout["objects"]] == [i == worst for i in range(len(similarities))]
+
+
+def test_detect_writes_one_explanation_picture_per_image_without_collisions(checkpoint, tmp_path, capsys):
+    """`item detect --overlay DIR`: two folders both holding `a.jpg` give two pictures, named in the JSON."""
+    import json
+
+    from item_cli.cli import main
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.random.default_rng(len(folder)).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / folder / "a.jpg")
+    code = main(["detect", str(tmp_path / "one"), str(tmp_path / "two"), "--model", str(checkpoint), "--json",
+                 "--overlay", str(tmp_path / "pictures"), "--device", "cpu"])
+    assert code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    pictures = sorted((tmp_path / "pictures").glob("*.png"))
+    assert len(records) == 2 and len(pictures) == 2 and {r["overlay"] for r in records} == {str(p) for p in pictures}
+    for record in records:
+        with Image.open(record["overlay"]) as picture:
+            assert picture.width >= 384  # enlarged to a legible width, drawn with the verdict banner

@@ -66,7 +66,7 @@ def run(args) -> int:
         from ..bench.cache_reuse import cache_reuse, hashing_throughput
 
         report = {**cache_reuse(args.cache_reuse, log=log), "hashing": hashing_throughput()}
-        text = "\n".join([f"| scenario | rows | images seen by captioner / detector / backbone |", "|---|---|---|"] + [
+        text = "\n".join(["| scenario | rows | images seen by captioner / detector / backbone |", "|---|---|---|"] + [
             f"| {name} | {s['rows']} | {s['images_seen']['captioner']} / {s['images_seen']['detector']} / "
             f"{s['images_seen']['backbone']} |" for name, s in report["scenarios"].items()]
             + [f"\ncontent keys (sha256): {report['hashing']['mb_per_second']:.0f} MB/s"])

@@ -4,14 +4,18 @@ Every input file is answered for, exactly once: a result, or a skipped-file reco
 --json, one JSON line per file; skipped files have an "error" field). Files are decoded in worker processes
 (a file that hangs or crashes its decoder is skipped), results stream as they are computed, and the exit code
 is 0 when at least one image was scored. Objects are listed least aligned first (lowest image-text similarity).
+`--overlay DIR` also writes each image's explanation picture (boxes coloured by similarity, verdict, caption).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sys
 from collections import Counter
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -21,6 +25,7 @@ from ..data import FileFinder, Skipped, display_path
 from ..data.decode import ImageReader
 
 logger = logging.getLogger(__name__)
+OVERLAY_MAX_SIZE = 1600  # longer side of an explanation picture: legible, and a 6000-px photo is not redrawn at full size
 
 
 def build_parser(prog):
@@ -32,6 +37,8 @@ def build_parser(prog):
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: GPU when there is one)")
     parser.add_argument("--threshold", type=float, default=None, help="fake probability threshold (default: the checkpoint's)")
     parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
+    parser.add_argument("--overlay", default=None, metavar="DIR",
+                        help="also write each image's explanation picture here (one PNG per image)")
     add_decoding(parser)
     return parser
 
@@ -47,7 +54,8 @@ def load_pipeline(model: str, device=None, revision=None):
 
 
 def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = None):
-    """Yield `(path, explanation dict or Skipped)` for every `Decoded` of `decoded_images`, in order.
+    """Yield `(path, explanation dict or Skipped, the decoded image or None)` for every `Decoded` of
+    `decoded_images`, in order.
 
     Images are scored `batch_size` at a time in one pipeline call; if a batch fails, its images are scored one by
     one, so that one image the networks cannot take costs only itself.
@@ -55,7 +63,7 @@ def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = 
     batch = []
     for decoded in decoded_images:
         if decoded.error is not None:
-            yield decoded.path, Skipped(decoded.path, decoded.error)
+            yield decoded.path, Skipped(decoded.path, decoded.error), None
             continue
         batch.append(decoded)
         if len(batch) == batch_size:
@@ -73,12 +81,27 @@ def _score(pipe, batch, threshold):
         results = None
     for i, decoded in enumerate(batch):
         if results is not None:
-            yield decoded.path, results[i]
+            yield decoded.path, results[i], decoded.image
             continue
         try:
-            yield decoded.path, pipe(decoded.image, **options)
+            yield decoded.path, pipe(decoded.image, **options), decoded.image
         except Exception as error:  # noqa: BLE001 - one image must not end the run
-            yield decoded.path, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})")
+            yield decoded.path, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})"), None
+
+
+def overlay_name(path) -> str:
+    """The explanation picture's file name: the image's name and a short hash of its whole path, so that two
+    folders' `a.jpg` never overwrite each other."""
+    digest = hashlib.sha256(os.fsencode(os.fspath(path))).hexdigest()[:10]
+    stem = "".join(char if char.isalnum() or char in "-_." else "_" for char in Path(os.fsdecode(path)).stem)[:60]
+    return f"{stem}-{digest}.png"
+
+
+def write_overlay(pipe, image, result, folder: Path, path) -> str:
+    """Draw the explanation picture of one result into `folder`; returns its path."""
+    target = folder / overlay_name(path)
+    pipe.draw_explanation(image, result, max_size=OVERLAY_MAX_SIZE).save(target)
+    return str(target)
 
 
 def format_result(path, result) -> str:
@@ -127,10 +150,15 @@ def run(args) -> int:
         logger.error("no image files found in the given paths (%d entries skipped)", counts["skipped"])
         return 1
     pipe = load_pipeline(args.model, args.device, args.revision)
+    overlay = Path(args.overlay) if args.overlay else None
+    if overlay is not None:
+        overlay.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(candidates), unit="image", disable=None, file=sys.stderr)
     with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout) as reader:
-        for path, outcome in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
+        for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
+            if overlay is not None and image is not None:
+                outcome = {**outcome, "overlay": write_overlay(pipe, image, outcome, overlay, path)}
             with tqdm.external_write_mode():  # the bar steps aside for the line
                 report(path, outcome, args.json)
             progress.update(1)
