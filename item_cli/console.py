@@ -7,7 +7,9 @@ points `results` at the real stdout and sends the process's stdout to stderr whi
 from __future__ import annotations
 
 import logging
+import math
 import sys
+from collections.abc import Mapping
 
 _results = sys.stdout
 
@@ -45,3 +47,16 @@ def report_skipped(skipped) -> None:
     log = logging.getLogger("item_cli")
     for item in skipped:
         log.warning("skipped %s: %s", display_path(item.path), item.reason)
+
+
+def json_ready(value):
+    """JSON-friendly values: NaN becomes null, numpy scalars Python numbers, tuples lists, keys strings."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+        return json_ready(value.item())
+    return value

@@ -83,3 +83,11 @@ def sample_photos():
     photos = sample_photos()
     assert photos, "no sample photos shipped in item_cli/testing/sample_photos"
     return photos
+
+
+@pytest.fixture(scope="module")
+def labelled_data(tmp_path_factory):
+    """A small CNNDetection-style folder (2 generators x 4 real + 4 fake), one per test module."""
+    from helpers import make_cnndetection
+
+    return make_cnndetection(tmp_path_factory.mktemp("labelled") / "cnn", per_class=4)

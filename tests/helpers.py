@@ -1,6 +1,7 @@
 """What the tests share: noise images, small generated data folders in the field's layouts, the two processor
 steps in one call, and counting / forbidding the frozen networks."""
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,15 @@ class NetworkCalls:
 
     def total(self) -> int:
         return sum(self.calls.values())
+
+
+@contextlib.contextmanager
+def fixed_captions(caption: str = "a photo of a dog"):
+    """Within the block, every image gets `caption` (the tiny captioner is slow and says nothing)."""
+    import pytest
+
+    from item_detector.processing_item import ItemProcessor
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ItemProcessor, "caption", lambda self, images: [caption] * len(images))
+        yield

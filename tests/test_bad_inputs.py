@@ -372,3 +372,20 @@ def test_cached_embeddings_of_the_wrong_size(loaded):
             model(image_embeds=torch.zeros(1, 4, 24), text_embeds=torch.zeros(1, 4, 24), object_mask=torch.zeros(1, 2, dtype=torch.bool))
         logits = model(image_embeds=torch.zeros(1, 4, 24), text_embeds=torch.zeros(1, 4, 24), object_mask=mask).logits
     assert math.isfinite(float(logits.sum()))
+
+
+def test_a_processor_config_cannot_point_outside_its_checkpoint(checkpoint, tmp_path):
+    """A bundled component is one sub-folder of the checkpoint: "./../x" or an absolute path in a saved config
+    would load networks from elsewhere and make save_pretrained write outside the target folder."""
+    import shutil
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, copy)
+    config_path = copy / "processor_config.json"
+    original = json.loads(config_path.read_text())
+    for bad in ("./../x", "./captioner/../../x", "./", "./.hidden"):
+        config_path.write_text(json.dumps({**original, "captioner_name_or_path": bad}))
+        with pytest.raises(ValueError, match="outside the checkpoint"):
+            ItemProcessor.from_pretrained(copy)
+    config_path.write_text(json.dumps(original))
+    assert ItemProcessor.from_pretrained(copy).captioner_name_or_path == "./captioner"

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_cnndetection
+from helpers import fixed_captions, make_cnndetection
 from PIL import Image
 
 from item_cli.cli import main
@@ -22,7 +22,6 @@ from item_cli.data.perturb import (
 )
 from item_cli.evaluation.evaluate import OUTPUT_FILES
 from item_cli.evaluation.metrics import accuracy_real, average_precision
-from item_detector.processing_item import ItemProcessor
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,7 @@ def evaluated(checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     data = make_cnndetection(root / "cnn", generators=("biggan", "progan"), per_class=2)
     (data / "progan" / "1_fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    with pytest.MonkeyPatch.context() as patch:  # a fixed caption: the tiny captioner is slow and says nothing
-        patch.setattr(ItemProcessor, "caption", lambda self, images: ["a photo of a dog"] * len(images))
+    with fixed_captions("a photo of a dog"):  # a fixed caption: the tiny captioner is slow and says nothing
         code = main([
         "evaluate", "--model", str(checkpoint), "--data", str(data), "--output", str(root / "out"),
         "--cache-dir", str(root / "cache"), "--jpeg-quality", "50", "--blur-sigma", "1", "--downscale", "0.5",

@@ -10,31 +10,24 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import fixed_captions
 import torch
-from helpers import make_cnndetection
 from safetensors.torch import load_file
 
 from item_cli.cli import main
 from item_cli.resume import COMPLETE_MARKER, is_complete
 from item_cli.training import train, training_arguments
-from item_detector.processing_item import ItemProcessor
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_cnndetection(tmp_path_factory.mktemp("resume-data") / "cnn", per_class=4)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(checkpoint, data, tmp_path_factory):
+def cache_dir(checkpoint, labelled_data, tmp_path_factory):
     """A cache filled once (fixed captions), so that every run here trains on the same features."""
     folder = tmp_path_factory.mktemp("resume-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ItemProcessor, "caption", lambda self, images: ["a photo of a dog"] * len(images))
-        assert main(["cache", "--model", str(checkpoint), "--data", str(data), "--features", "--cache-dir", str(folder)]) == 0
+    with fixed_captions("a photo of a dog"):
+        assert main(["cache", "--model", str(checkpoint), "--data", str(labelled_data), "--features", "--cache-dir", str(folder)]) == 0
     return folder
 
 
@@ -60,18 +53,18 @@ KILLED_TRAIN = textwrap.dedent(
 )
 
 
-def _train_command(checkpoint, data, cache_dir, output, *extra):
+def _train_command(checkpoint, labelled_data, cache_dir, output, *extra):
     options = ["--num_train_epochs", "6", "--per_device_train_batch_size", "4", "--learning_rate", "0.05",
                "--use_cpu", "--disable_tqdm", "true", "--seed", "3", "--val-fraction", "0.25"]
-    return ["train", "--model", str(checkpoint), "--data", str(data), "--cache-dir", str(cache_dir),
+    return ["train", "--model", str(checkpoint), "--data", str(labelled_data), "--cache-dir", str(cache_dir),
             "--output_dir", str(output), *options, *extra]
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(checkpoint, data, cache_dir, tmp_path, capsys):
-    assert main(_train_command(checkpoint, data, cache_dir, tmp_path / "straight")) == 0
+def test_a_killed_run_resumes_to_the_uninterrupted_result(checkpoint, labelled_data, cache_dir, tmp_path, capsys):
+    assert main(_train_command(checkpoint, labelled_data, cache_dir, tmp_path / "straight")) == 0
     straight = json.loads(capsys.readouterr().out)
 
-    killed = subprocess.run([sys.executable, "-c", KILLED_TRAIN, *_train_command(checkpoint, data, cache_dir, tmp_path / "resumed")],
+    killed = subprocess.run([sys.executable, "-c", KILLED_TRAIN, *_train_command(checkpoint, labelled_data, cache_dir, tmp_path / "resumed")],
                             env=ENV, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     work = tmp_path / "resumed" / "trainer-checkpoints"
@@ -83,18 +76,18 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(checkpoint, data, cach
     (cut / "model.safetensors").write_bytes((newest / "model.safetensors").read_bytes()[:100])
     assert is_complete(newest) and not is_complete(cut)
 
-    assert main(_train_command(checkpoint, data, cache_dir, tmp_path / "resumed", "--resume_from_checkpoint", "true")) == 0
+    assert main(_train_command(checkpoint, labelled_data, cache_dir, tmp_path / "resumed", "--resume_from_checkpoint", "true")) == 0
     resumed = json.loads(capsys.readouterr().out)
     for name, tensor in _head(tmp_path / "straight").items():  # the same head as without the interruption
         torch.testing.assert_close(_head(tmp_path / "resumed")[name], tensor, atol=1e-6, rtol=0)
     assert resumed["results"] == straight["results"]
 
 
-def test_resume_without_a_complete_checkpoint_is_refused(checkpoint, data, cache_dir, tmp_path, capsys):
+def test_resume_without_a_complete_checkpoint_is_refused(checkpoint, labelled_data, cache_dir, tmp_path, capsys):
     work = tmp_path / "out" / "trainer-checkpoints" / "checkpoint-4"
     work.mkdir(parents=True)
     (work / "modeling_item.py").write_text("# all that a Ctrl-C during the save left")
-    code = main(_train_command(checkpoint, data, cache_dir, tmp_path / "out", "--resume_from_checkpoint", "true"))
+    code = main(_train_command(checkpoint, labelled_data, cache_dir, tmp_path / "out", "--resume_from_checkpoint", "true"))
     err = capsys.readouterr().err
     assert code == 2 and "no complete checkpoint to resume from" in err and "Traceback" not in err
 
@@ -114,11 +107,11 @@ KILLED_SAVE = textwrap.dedent(
 )
 
 
-def test_a_run_killed_while_saving_leaves_the_old_checkpoint_whole(checkpoint, data, cache_dir, tmp_path, capsys):
+def test_a_run_killed_while_saving_leaves_the_old_checkpoint_whole(checkpoint, labelled_data, cache_dir, tmp_path, capsys):
     output = tmp_path / "model"
-    assert main(_train_command(checkpoint, data, cache_dir, output)) == 0
+    assert main(_train_command(checkpoint, labelled_data, cache_dir, output)) == 0
     before = {path.relative_to(output): path.read_bytes() for path in output.rglob("*") if path.is_file()}
-    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, *_train_command(checkpoint, data, cache_dir, output,
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, *_train_command(checkpoint, labelled_data, cache_dir, output,
                                                                                   "--learning_rate", "0.5")],
                             env=ENV, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -126,22 +119,22 @@ def test_a_run_killed_while_saving_leaves_the_old_checkpoint_whole(checkpoint, d
     after = {name: data for name, data in after.items() if name.parts[0] != "trainer-checkpoints"}
     assert after == before  # byte for byte: the good checkpoint was not touched
     # The next run clears what the killed one left beside it.
-    assert main(_train_command(checkpoint, data, cache_dir, output)) == 0
+    assert main(_train_command(checkpoint, labelled_data, cache_dir, output)) == 0
     assert not list(tmp_path.glob(".model.partial-*"))
 
 
-def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(checkpoint, data, cache_dir, tmp_path, capsys):
+def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(checkpoint, labelled_data, cache_dir, tmp_path, capsys):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("...")
-    assert main(_train_command(checkpoint, data, cache_dir, precious)) == 2
+    assert main(_train_command(checkpoint, labelled_data, cache_dir, precious)) == 2
     assert "is not an ITEM checkpoint" in capsys.readouterr().err
     assert (precious / "chapter1.tex").read_text() == "..."
 
 
-def test_train_prints_only_its_result_on_stdout(checkpoint, data, cache_dir, tmp_path):
+def test_train_prints_only_its_result_on_stdout(checkpoint, labelled_data, cache_dir, tmp_path):
     """`item train ... | jq` works: Trainer's log lines go to stderr."""
-    command = [sys.executable, "-m", "item_cli.cli", *_train_command(checkpoint, data, cache_dir, tmp_path / "out")]
+    command = [sys.executable, "-m", "item_cli.cli", *_train_command(checkpoint, labelled_data, cache_dir, tmp_path / "out")]
     command[command.index("6")] = "2"  # two epochs are enough here
     run = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -165,9 +158,9 @@ def test_a_user_error_is_one_line_not_a_traceback(tiny_parts, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_complete_marker_lists_every_file_of_the_checkpoint(checkpoint, data, cache_dir, tmp_path):
+def test_the_complete_marker_lists_every_file_of_the_checkpoint(checkpoint, labelled_data, cache_dir, tmp_path):
     args = training_arguments(tmp_path / "out", num_train_epochs=1, per_device_train_batch_size=4, use_cpu=True, disable_tqdm=True)
-    train(checkpoint, data, args, cache_dir=cache_dir, val_fraction=0.25, keep_checkpoints=True)
+    train(checkpoint, labelled_data, args, cache_dir=cache_dir, val_fraction=0.25, keep_checkpoints=True)
     [folder] = (tmp_path / "out" / "trainer-checkpoints").glob("checkpoint-*")
     listed = set(json.loads((folder / COMPLETE_MARKER).read_text()))
     assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= listed

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import make_cnndetection
+from helpers import fixed_captions
 from safetensors.torch import load_file
 
 from item_cli.cli import main
@@ -18,21 +18,20 @@ from item_detector.processing_item import ItemAnnotations, ItemProcessor
 EXPECTED_FILES = {
     "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
     "configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py", "annotation_item.py",
-    "visualization_item.py", "handler.py", "captioner", "detector",
+    "visualization_item.py", "handler.py", "requirements.txt", "captioner", "detector",
 }
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_cnndetection(tmp_path_factory.mktemp("train-data") / "cnn", per_class=4)
+def data(labelled_data):
+    return labelled_data
 
 
 @pytest.fixture(scope="module")
 def trained(checkpoint, data, tmp_path_factory):
     """One `item train` run on the command line: (output folder, cache folder, exit code)."""
     root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as patch:  # a fixed caption: the tiny captioner is slow and says nothing
-        patch.setattr(ItemProcessor, "caption", lambda self, images: ["a photo of a dog"] * len(images))
+    with fixed_captions("a photo of a dog"):  # a fixed caption: the tiny captioner is slow and says nothing
         code = main([
         "train", "--model", str(checkpoint), "--data", str(data), "--output_dir", str(root / "out"),
         "--cache-dir", str(root / "cache"), "--num_train_epochs", "3", "--per_device_train_batch_size", "4",
@@ -163,13 +162,12 @@ def test_augmentation_needs_images_mode_and_changes_only_training_rows(checkpoin
 
 
 def test_genimage_data_validates_on_its_own_val_folders(checkpoint, tmp_path):
-    from helpers import make_genimage
+    from helpers import fixed_captions, make_genimage
 
     data = make_genimage(tmp_path / "genimage", generators=("adm",), per_class=2)
     args = training_arguments(tmp_path / "out", num_train_epochs=1, per_device_train_batch_size=4, use_cpu=True,
                               disable_tqdm=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ItemProcessor, "caption", lambda self, images: ["a photo"] * len(images))
+    with fixed_captions("a photo"):
         result = train(checkpoint, data, args, cache_dir=tmp_path / "cache")
     assert (result["train_images"], result["val_images"]) == (4, 4)
     assert "the data's own val folders" in (tmp_path / "out" / "README.md").read_text()
@@ -178,8 +176,7 @@ def test_genimage_data_validates_on_its_own_val_folders(checkpoint, tmp_path):
 def test_the_best_epoch_is_kept_and_trainer_checkpoints_hold_only_the_head(checkpoint, data, tmp_path):
     args = training_arguments(tmp_path / "out", num_train_epochs=4, per_device_train_batch_size=4, use_cpu=True,
                               disable_tqdm=True, learning_rate=0.05, save_total_limit=None)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ItemProcessor, "caption", lambda self, images: ["a photo"] * len(images))
+    with fixed_captions("a photo"):
         result = train(checkpoint, data, args, cache_dir=tmp_path / "cache", val_fraction=0.25, keep_checkpoints=True)
     work = tmp_path / "out" / "trainer-checkpoints"
     folders = sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))

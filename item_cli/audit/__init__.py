@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import math
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from item_cli.audit.files import FileMetadata, check_records, read_all
 from item_cli.audit.markdown import render
 from item_cli.audit.model import FEATURE_GROUPS, group_files, metadata_aucs, subsample, usable_folds
 from item_cli.audit.summary import CLASS_NAMES, describe, summarize
+from item_cli.console import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -93,21 +94,11 @@ class AuditReport:
         }
         if include_files:
             content["files"] = [f.to_dict() for f in self.files]
-        return _json_ready(content)
+        return json_ready(content)
 
     def to_markdown(self) -> str:
         """Markdown tables a researcher can paste: verdict, per class, per property, per generator, skipped."""
         return render(self)
-
-
-def _json_ready(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 def _check_settings(folds: int, seed: int, warn_auc: float, max_model_images: int) -> None:

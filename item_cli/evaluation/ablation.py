@@ -102,11 +102,10 @@ def fused_features(rows: FrozenRows, distance_type: str, fusion: str):
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 
-def train_head(model, config: ItemConfig, train: tuple, val: tuple, schedule: HeadSchedule, seed: int) -> dict:
+def train_head(config: ItemConfig, train: tuple, val: tuple, schedule: HeadSchedule, seed: int) -> dict:
     """Train a fresh head of `config` on (features (N, F), labels (N,)); validate every epoch on `val`.
 
-    `model` is the loaded checkpoint: its `_init_weights` gives the new head the initialisation every ITEM head
-    gets. Returns the validation metrics of the epoch with the lowest validation loss, with that epoch and loss.
+    The new head gets the initialisation every ITEM head gets (`ItemHead.reset_parameters`). Returns the validation metrics of the epoch with the lowest validation loss, with that epoch and loss.
     """
     import torch
     import torch.nn.functional as F
@@ -114,7 +113,7 @@ def train_head(model, config: ItemConfig, train: tuple, val: tuple, schedule: He
 
     torch.manual_seed(seed)
     head = ItemHead(config)
-    model._init_weights(head)
+    head.reset_parameters()
     (train_x, train_y), (val_x, val_y) = train, val
     head.to(train_x.device)
     steps = schedule.epochs * math.ceil(len(train_y) / schedule.batch_size)
@@ -191,7 +190,7 @@ def _train_grid(model, train_rows, val_rows, grid, seeds, schedule, device) -> l
                                "head_hidden_size": variant.head_hidden_size})
         for seed in seeds:
             started = time.perf_counter()  # the head's training and validation only (fusion is shared)
-            found = train_head(model, config, (fused[key][0], train_y), (fused[key][1], val_y), schedule, int(seed))
+            found = train_head(config, (fused[key][0], train_y), (fused[key][1], val_y), schedule, int(seed))
             runs.append({"variant": variant.name, "distance_type": variant.distance_type, "fusion": variant.fusion,
                          "head_hidden_size": variant.head_hidden_size, "seed": int(seed), **found,
                          "seconds": time.perf_counter() - started})

@@ -8,25 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import json_ready  # noqa: F401  (re-exported: the evaluation's JSON files)
+
 from .metrics import METRIC_COLUMNS
 
 MEAN = "mean"
 CLEAN = "clean"
 # Where the clean images sit on each perturbation's strength axis in the plots.
 CLEAN_STRENGTH = {"jpeg": 100, "blur": 0, "downscale": 1.0}
-
-
-def json_ready(value):
-    """JSON-friendly values: NaN becomes null, numpy scalars Python numbers, tuples lists, keys strings."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_ready(value.item())
-    return value
 
 
 def _fmt(value) -> str:
