@@ -20,6 +20,12 @@ def emit(text: str) -> None:
     _results.flush()
 
 
+def status(text: str) -> None:
+    """A line for the person watching (what was written where), on stderr: never mixed with the results."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def set_results_stream(stream) -> None:
     global _results
     _results = stream

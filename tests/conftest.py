@@ -91,3 +91,14 @@ def labelled_data(tmp_path_factory):
     from helpers import make_cnndetection
 
     return make_cnndetection(tmp_path_factory.mktemp("labelled") / "cnn", per_class=4)
+
+
+@pytest.fixture(scope="module")
+def loaded(request, build_tiny_checkpoint):
+    """(model, processor) of a tiny checkpoint, loaded once per module; a module sets `LOADED_OPTIONS` (processor
+    options such as max_objects) to load another one."""
+    from item_detector.modeling_item import ItemForImageClassification
+    from item_detector.processing_item import ItemProcessor
+
+    folder = build_tiny_checkpoint(**getattr(request.module, "LOADED_OPTIONS", {}))
+    return ItemForImageClassification.from_pretrained(folder).eval(), ItemProcessor.from_pretrained(folder)

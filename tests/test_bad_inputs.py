@@ -23,10 +23,7 @@ def noise(size=(40, 30), seed=0):
     return noise_images(1, size, seed)[0]
 
 
-@pytest.fixture(scope="module")
-def loaded(build_tiny_checkpoint):
-    folder = build_tiny_checkpoint(max_objects=3)
-    return ItemForImageClassification.from_pretrained(folder), ItemProcessor.from_pretrained(folder)
+LOADED_OPTIONS = {"max_objects": 3}
 
 
 def run(loaded, images, **kwargs):

@@ -2,12 +2,9 @@
 
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from item_detector.modeling_item import ItemForImageClassification
-from item_detector.processing_item import ItemProcessor
 
 # Eight images of different sizes with their own captions, nouns and boxes: no object, boxes that miss the
 # image or cover less than a pixel, the full K = 8 objects, captions of very different lengths (the text
@@ -33,11 +30,6 @@ def _images():
     return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in SIZES]
 
 
-@pytest.fixture(scope="module")
-def loaded(checkpoint):
-    model = ItemForImageClassification.from_pretrained(checkpoint).eval()
-    processor = ItemProcessor.from_pretrained(checkpoint)
-    return model, processor
 
 
 def _run(model, processor, images, annotations):

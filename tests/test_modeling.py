@@ -142,9 +142,6 @@ def clip_parts(tiny_parts):
     return backbone, processor
 
 
-@pytest.fixture(scope="module")
-def loaded(checkpoint):
-    return ItemForImageClassification.from_pretrained(checkpoint), ItemProcessor.from_pretrained(checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------- tests

@@ -10,7 +10,7 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
 """
 
 from ..args import add_cache, add_model, command_parser, positive_int
-from ..console import emit, report_skipped
+from ..console import emit, report_skipped, status
 from ..data import Skipped
 
 
@@ -69,5 +69,5 @@ def run(args) -> int:
     report_skipped([Skipped(item["path"], item["reason"]) for item in results["skipped"]])
     emit(markdown_ablation(results))
     if args.output:
-        print(f"wrote {', '.join(results['files'])} to {args.output}")
+        status(f"wrote {', '.join(results['files'])} to {args.output}")
     return 0

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..args import command_parser, positive_int
-from ..console import emit, report_skipped
+from ..console import emit, report_skipped, status
 
 
 def build_parser(prog):
@@ -68,5 +68,5 @@ def run(args) -> int:
         content["sets"] = [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets]
         content["protocol"], content["equalize"] = protocol, None if equalize is None else equalize.name
         (output / "audit.json").write_text(json.dumps(content, indent=2) + "\n")
-        print(f"wrote audit.md, audit.json to {args.output}")
+        status(f"wrote audit.md, audit.json to {args.output}")
     return 1 if args.fail_on_shortcut and report.flagged else 0

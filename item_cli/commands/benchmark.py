@@ -9,7 +9,7 @@ Markdown and writes the full report as JSON.
 """
 
 from ..args import command_parser, positive_int
-from ..console import emit
+from ..console import emit, status
 
 
 def build_parser(prog):
@@ -45,7 +45,7 @@ def build_parser(prog):
 def run(args) -> int:
     from ..bench.run import BenchmarkSettings, format_report, run_benchmark, write_report
 
-    log = lambda message: print(message, flush=True)  # noqa: E731  (stdout is stderr while a command runs)
+    log = status
     if args.backbones is not None:
         from ..bench.backbones import FAMILIES, format_backbone_table, measure_backbones
 
@@ -88,5 +88,5 @@ def run(args) -> int:
         text = format_report(report)
     write_report(report, args.output)
     emit(text)
-    print(f"wrote {args.output}")
+    status(f"wrote {args.output}")
     return 0

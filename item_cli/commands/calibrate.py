@@ -9,11 +9,10 @@ pipeline's probabilities do not change.
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from ..args import add_cache, add_data, cache_options, command_parser
-from ..console import emit, report_skipped
+from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
 
@@ -67,6 +66,5 @@ def run(args) -> int:
                        args.generator, **cache_options(args))
     if result:
         emit(json.dumps(result, indent=2))
-        print(f"decision_threshold = {result['threshold']:.6g} written to {args.output or args.model}/config.json",
-              file=sys.stderr)
+        status(f"decision_threshold = {result['threshold']:.6g} written to {args.output or args.model}/config.json")
     return 0

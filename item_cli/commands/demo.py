@@ -7,6 +7,7 @@ whole path works: build -> load with trust_remote_code -> caption -> nouns -> gr
 
 import tempfile
 
+from ..console import status
 from ..args import command_parser
 from ..checkpoint import build_checkpoint
 from ..testing import sample_photos_folder
@@ -36,7 +37,7 @@ def run(args) -> int:
             spacy_model=args.spacy_model,
             processor_options={"box_threshold": 0.0},
         )
-    print(f"Built a tiny RANDOM-WEIGHT checkpoint in {args.output}: its scores mean nothing.\n")
+    status(f"Built a tiny RANDOM-WEIGHT checkpoint in {args.output}: its scores mean nothing.\n")
     images = args.images or [str(sample_photos_folder())]
     detect_args = detect.build_parser("item detect").parse_args([*images, "--model", args.output, *(["--json"] if args.json else [])])
     return detect.run(detect_args)

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..args import add_decoding, command_parser, positive_int
-from ..console import emit
+from ..console import emit, status
 from ..data import FileFinder, Skipped, display_path
 from ..data.decode import ImageReader
 
@@ -163,5 +163,5 @@ def run(args) -> int:
                 report(path, outcome, args.json)
             progress.update(1)
     progress.close()
-    print(f"{counts['scored']} images scored, {counts['skipped']} files skipped", file=sys.stderr)
+    status(f"{counts['scored']} images scored, {counts['skipped']} files skipped")
     return 0 if counts["scored"] else 1

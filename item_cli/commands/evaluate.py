@@ -15,7 +15,7 @@ explanation pictures (gallery/); prints table.md.
 from pathlib import Path
 
 from ..args import add_cache, add_model, cache_options, command_parser, positive_int
-from ..console import emit, report_skipped
+from ..console import emit, report_skipped, status
 from ..data import Skipped
 
 
@@ -73,5 +73,5 @@ def run(args) -> int:
         return 0
     report_skipped([Skipped(item["path"], item["reason"]) for item in results["skipped"]])
     emit((output / "table.md").read_text())
-    print(f"wrote {', '.join(results['files'])} to {args.output}")
+    status(f"wrote {', '.join(results['files'])} to {args.output}")
     return 0
