@@ -86,7 +86,6 @@ def tiny_bert_tokenizer() -> BertTokenizer:
 
 
 def _save(folder: Path, model, processor) -> str:
-    torch.manual_seed(0)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return str(folder)
