@@ -75,38 +75,15 @@ class ItemImageClassificationPipeline(Pipeline):
         return {
             "probabilities": outputs.logits.float().softmax(dim=-1),
             "similarities": outputs.similarities,
+            "object_mask": outputs.object_mask,
             "annotations": batch["annotations"],
         }
 
     def postprocess(self, outputs, top_k=None, explain=False, threshold=None):
         """One image's result from a one-image slice of `_forward`'s output."""
-        id2label = self.model.config.id2label
-        probabilities = outputs["probabilities"][0]
-        top_k = len(id2label) if top_k is None else min(top_k, len(id2label))
-        order = probabilities.argsort(descending=True)[:top_k]
-        labels = [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
-        if not explain:
-            return labels
-        threshold = self.model.config.decision_threshold if threshold is None else threshold
-        fake_probability = float(probabilities[self.model.config.label2id.get("fake", 1)])
-        annotation = outputs["annotations"][0]
-        similarities = outputs["similarities"][0]
-        objects = [
-            {"noun": noun, "box": box, "box_score": score, "similarity": float(similarities[1 + j])}
-            for j, (noun, box, score) in enumerate(zip(annotation.nouns, annotation.boxes, annotation.box_scores))
-            if box is not None
-        ]
-        objects.sort(key=lambda item: item["similarity"])
-        return {
-            "labels": labels,
-            "fake_probability": fake_probability,
-            "is_fake": fake_probability >= threshold,
-            "threshold": threshold,
-            "caption": annotation.caption,
-            "global_similarity": float(similarities[0]),
-            "objects": objects,
-            "unfound_nouns": [noun for noun, box in zip(annotation.nouns, annotation.boxes) if box is None],
-        }
+        result = explanation(outputs["probabilities"][0], outputs["similarities"][0], outputs["object_mask"][0],
+                             outputs["annotations"][0], self.model.config, threshold, top_k)
+        return result if explain else result["labels"]
 
     # ---------------------------------------------------------------- batching whole images
     def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
@@ -150,11 +127,7 @@ class ItemImageClassificationPipeline(Pipeline):
             )
             outputs = self.forward(model_inputs, **forward_params)
             for row, (index, _) in enumerate(images):
-                one = {
-                    "probabilities": outputs["probabilities"][row : row + 1],
-                    "similarities": outputs["similarities"][row : row + 1],
-                    "annotations": outputs["annotations"][row : row + 1],
-                }
+                one = {name: value[row : row + 1] for name, value in outputs.items()}
                 results[index] = self.postprocess(one, **postprocess_params)
         for index, _ in batch:
             yield results[index]
@@ -177,6 +150,39 @@ class ItemImageClassificationPipeline(Pipeline):
         if isinstance(inputs, dict):
             return {key: self._ensure_tensor_on_device(value, device) for key, value in inputs.items()}
         return inputs
+
+
+def explanation(probabilities, similarities, object_mask, annotation, config, threshold=None, top_k=None) -> dict:
+    """The `explain=True` result of one image, from the model's outputs and the annotations they came from.
+
+    Args:
+        probabilities: (num_labels,) softmax of the logits. similarities: (1 + K,) per-pair cosine similarities.
+        object_mask: (K,) the object slots the model used. annotation: the image's `ItemAnnotations`.
+        config: the model's `ItemConfig` (labels, decision threshold). threshold: overrides its threshold.
+    """
+    id2label = config.id2label
+    top_k = len(id2label) if top_k is None else min(top_k, len(id2label))
+    order = probabilities.argsort(descending=True)[:top_k]
+    labels = [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
+    threshold = config.decision_threshold if threshold is None else threshold
+    fake_probability = float(probabilities[config.label2id.get("fake", 1)])
+    slots = list(zip(annotation.nouns, annotation.boxes, annotation.box_scores))
+    used = [j < len(object_mask) and bool(object_mask[j]) for j in range(len(slots))]
+    objects = [  # only the objects the model saw: a box too small, or outside what the image tower sees, was not
+        {"noun": noun, "box": box, "box_score": score, "similarity": float(similarities[1 + j])}
+        for j, (noun, box, score) in enumerate(slots) if used[j]
+    ]
+    objects.sort(key=lambda item: item["similarity"])
+    return {
+        "labels": labels,
+        "fake_probability": fake_probability,
+        "is_fake": fake_probability >= threshold,
+        "threshold": threshold,
+        "caption": annotation.caption,
+        "global_similarity": float(similarities[0]),
+        "objects": objects,
+        "unfound_nouns": [noun for j, (noun, _, _) in enumerate(slots) if not used[j]],
+    }
 
 
 def _describe(item) -> str:

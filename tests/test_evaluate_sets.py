@@ -32,8 +32,8 @@ def _pairs(folder, names, rng):
 
 @pytest.fixture(scope="module")
 def protocol_run(checkpoint, tmp_path_factory):
-    """Evaluate a user protocol twice: first without a report (fills the cache, gives the scores), then with
-    the threshold at the median score and a gallery of 2 per kind and set."""
+    """Evaluate a user protocol twice: first without a report (fills the cache, gives the scores), then, with every
+    frozen network forbidden, at the median score as threshold and with a gallery of 2 per kind and set."""
     root = tmp_path_factory.mktemp("sets")
     rng = np.random.default_rng(3)
     _pairs(root / "zeta", ["a.png", "b.png"], rng)
@@ -53,6 +53,7 @@ def protocol_run(checkpoint, tmp_path_factory):
         assert main([*common, "--output", str(root / "first"), "--no-report", "--no-plots"]) == 0
         with open(root / "first" / "scores.csv") as handle:
             threshold = float(np.median([float(row["fake_probability"]) for row in csv.DictReader(handle)]))
+        NetworkCalls(patch, forbid=True)  # the second run, report and gallery included, reads only the cache
         assert main([*common, "--output", str(root / "out"), "--threshold", repr(threshold), "--gallery-size", "2"]) == 0
     return root / "out", root, threshold
 

@@ -219,33 +219,41 @@ def frozen_rows(
     if features:
         feature_store = StageStore(root, feature_fingerprint(annotation_store.key, processor, model, storage_dtype, perturbation)).open()
     slots, dim = 1 + processor.max_objects, model.config.embedding_dim if features else 0
-    known = _annotation_rows(annotation_store, wanted)
-    todo = _missing(records, keys, known, feature_store, slots, dim)
+    found = _lookup(annotation_store, feature_store, wanted, slots, dim)
+    todo = _missing(records, keys, *found)
     failures = {}
     mine = todo if state.num_processes == 1 else [todo[i] for i in np.array_split(np.arange(len(todo)), state.num_processes)[state.process_index]]
     if mine:
         processor.to(state.device)
         if features:
             model.to(state.device)
-        work = Work(processor, model, perturbation, annotation_store, feature_store, storage_dtype, dict(known))
+        work = Work(processor, model, perturbation, annotation_store, feature_store, storage_dtype, dict(found[0]))
         with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s) as reader:
             failures = compute_missing(work, mine, batch_size, reader, state.device)
     failures = _gather(failures, state)
-    if state.is_main_process and todo:  # every process has written (gathering the failures waited for them)
-        for store in filter(None, (annotation_store, feature_store)):
-            store.compact()
-    state.wait_for_everyone()
-    return _join(records, keys, skipped, failures, annotation_store, feature_store, wanted, slots, dim)
+    if todo:  # new rows were written (gathering the failures waited for every process): merge, then read again
+        if state.is_main_process:
+            for store in filter(None, (annotation_store, feature_store)):
+                store.compact()
+        state.wait_for_everyone()
+        found = _lookup(annotation_store, feature_store, wanted, slots, dim)
+    return _join(records, keys, skipped, failures, *found)
 
 
-def _missing(records, keys, known: dict, feature_store, slots: int, dim: int) -> list[tuple[int, str, str]]:
+def _lookup(annotation_store, feature_store, wanted: set[str], slots: int, dim: int) -> tuple[dict, list | None, dict]:
+    """(key -> annotation JSON, feature chunk arrays or None, key -> (chunk, row)) of the wanted keys."""
+    known = _annotation_rows(annotation_store, wanted)
+    if feature_store is None:
+        return known, None, {}
+    sources, locations = _feature_rows(feature_store, {k: checksum(v) for k, v in known.items()}, slots, dim)
+    return known, sources, locations
+
+
+def _missing(records, keys, known: dict, sources, locations: dict) -> list[tuple[int, str, str]]:
     """(index, path, key) of each distinct content whose annotations, or features, are not cached yet."""
-    have_features = set()
-    if feature_store is not None:
-        have_features = set(_feature_rows(feature_store, {k: checksum(known[k]) for k in known}, slots, dim)[1])
     first = {}
     for index, key in enumerate(keys):
-        if key is not None and key not in first and (key not in known or (feature_store is not None and key not in have_features)):
+        if key is not None and key not in first and (key not in known or (sources is not None and key not in locations)):
             first[key] = index  # one computation per content, however many paths hold it
     return [(index, records[index].path, key) for key, index in first.items()]
 
@@ -282,12 +290,8 @@ def _gather_list(values: list, state) -> list:
     return gather_object(values) if state.num_processes > 1 else values
 
 
-def _join(records, keys, skipped, failures, annotation_store, feature_store, wanted, slots, dim) -> FrozenRows:
+def _join(records, keys, skipped, failures, known: dict, sources, locations: dict) -> FrozenRows:
     """The records with their rows, in the data's order; images without rows are skipped, with the reason."""
-    known = _annotation_rows(annotation_store, wanted)
-    sources, locations = [], {}
-    if feature_store is not None:
-        sources, locations = _feature_rows(feature_store, {k: checksum(v) for k, v in known.items()}, slots, dim)
     kept, kept_keys, annotations, places, parsed = [], [], [], [], {}
     for record, key in zip(records, keys):
         if key is None:
@@ -295,7 +299,7 @@ def _join(records, keys, skipped, failures, annotation_store, feature_store, wan
         if key in failures:
             skipped.append(Skipped(record.path, failures[key]))
             continue
-        if key not in known or (feature_store is not None and key not in locations):
+        if key not in known or (sources is not None and key not in locations):
             skipped.append(Skipped(record.path, "its rows are missing from the cache after computing them; run again"))
             continue
         if key not in parsed:
@@ -303,9 +307,9 @@ def _join(records, keys, skipped, failures, annotation_store, feature_store, wan
         kept.append(record)
         kept_keys.append(key)
         annotations.append(parsed[key])
-        if feature_store is not None:
+        if sources is not None:
             places.append(locations[key])
     order = {record.path: i for i, record in enumerate(records)}
     skipped.sort(key=lambda item: order.get(item.path, -1))
-    arrays = None if feature_store is None else FeatureArrays(sources, np.asarray(places, dtype=np.int64).reshape(-1, 2))
+    arrays = None if sources is None else FeatureArrays(sources, np.asarray(places, dtype=np.int64).reshape(-1, 2))
     return FrozenRows(kept, kept_keys, annotations, arrays, skipped)

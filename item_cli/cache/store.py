@@ -132,7 +132,7 @@ class StageStore:
         """Merge small chunks into one, so that a stage written in many small batches opens fast; returns how
         many chunks were merged. Safe with concurrent readers (the merged chunk is complete before any input
         disappears) and writers (they only add files)."""
-        small = [chunk for chunk in self.chunks() if chunk.path.stat().st_size < SMALL_CHUNK_BYTES]
+        small = [chunk for chunk in self.chunks() if chunk.table.nbytes < SMALL_CHUNK_BYTES]  # no stat: may be gone
         if len(small) < COMPACT_AT:
             return 0
         small = [chunk for chunk in small if self.verify(chunk)]

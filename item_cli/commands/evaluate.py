@@ -42,7 +42,7 @@ def build_parser(prog):
                              f"choices {' '.join(TABLE_COLUMNS)})")
     parser.add_argument("--gallery-size", type=int, default=6, metavar="K",
                         help="most confident false positives and false negatives shown per set in report.html (0: none)")
-    parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery (no pipeline load)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery of explanation pictures")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     add_cache(parser)
     return parser

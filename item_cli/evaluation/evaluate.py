@@ -220,7 +220,7 @@ def evaluate(
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision}
     warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings}
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings, "model": model}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 
@@ -284,7 +284,7 @@ def _write_report(output: Path, run: dict, title: str, gallery_size: int, equali
     if gallery_size:
         groups = rows.column("generator")  # the table's groups: named sets carry their name as generator
         mistakes = gallery_entries(rows, scores, groups, settings["threshold"], gallery_size)
-        draw_gallery(settings["model"], mistakes, output, equalize, settings["threshold"], settings["revision"])
+        draw_gallery(run["model"], rows, mistakes, output, equalize, settings["threshold"])
     shown = {"model": settings["model"], "threshold": f"{settings['threshold']:.4g}",
              "sets": ", ".join(f"{item.name} ({loaded.counts[item.name]['real']} real, "
                                f"{loaded.counts[item.name]['fake']} fake)" for item in loaded.sets),

@@ -2,9 +2,9 @@
 
 Per group (set or generator) of the clean condition: the false positives (real images scored at or above the
 threshold) with the highest fake probability, and the false negatives (fake images below it) with the lowest,
-k of each. Only these few images go through the checkpoint's pipeline (`explain=True`), with the caption the
-evaluation cached for them (so the captioner does not run, and the picture explains the very caption that
-was scored) and with the same equalization the evaluation applied to the image.
+k of each. No network runs: each picture is drawn from what the evaluation cached for that image (its caption,
+nouns and boxes, and its embeddings through the head), so it explains the very score in the tables, on the image
+as the evaluation saw it (with the same equalization).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Mistake:
     label: str
     fake_probability: float
     caption: str
+    row: int  # index in the evaluation's rows
     file: str | None = None
     error: str | None = None
 
@@ -68,48 +69,40 @@ def picture_name(path: str) -> str:
     return f"{stem}-{hashlib.sha256(str(path).encode('utf-8')).hexdigest()[:10]}.png"
 
 
-def draw_gallery(model_dir, mistakes: list[Mistake], output: Path, perturbation=None, threshold: float | None = None,
-                 revision: str | None = None, batch_size: int = 8) -> None:
+def draw_gallery(model, rows, mistakes: list[Mistake], output: Path, perturbation=None, threshold: float | None = None) -> None:
     """Draw each mistake's explanation picture into `output`/gallery/ (one file per distinct image path), setting
-    `file` (or `error`) on every mistake. Loads the checkpoint's pipeline once."""
+    `file` (or `error`) on every mistake. `rows` are the evaluation's `FrozenRows`: only the head runs."""
     import torch
-    from transformers import pipeline
+    from item_detector.images_item import load_image
+    from item_detector.pipeline_item import explanation
+    from item_detector.visualization_item import draw_explanation
 
     if not mistakes:
         return
     folder = output / GALLERY_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = pipeline("image-classification", model=str(model_dir), revision=revision, trust_remote_code=True, device=device)
     unique = list({m.path: m for m in mistakes}.values())  # the same image in two sets is drawn once
-    drawn: dict[str, tuple[str | None, str | None]] = {}
-    for start in range(0, len(unique), batch_size):
-        drawn.update(_draw_batch(pipe, unique[start:start + batch_size], folder, perturbation, threshold))
-    for mistake in mistakes:
-        mistake.file, mistake.error = drawn[mistake.path]
-
-
-def _draw_batch(pipe, batch: list[Mistake], folder: Path, perturbation, threshold) -> dict:
-    """{path: (picture file name, None) or (None, reason)} for one batch of images."""
-    out, images, kept = {}, [], []
-    for mistake in batch:
+    arrays = rows.features.take([m.row for m in unique])
+    device = next(model.head.parameters()).device  # the evaluation may have left the model on its accelerator
+    with torch.no_grad():
+        out = model(**{name: torch.from_numpy(value).to(device) for name, value in arrays.items()})
+    probabilities, similarities, object_mask = out.logits.float().softmax(-1).cpu(), out.similarities.cpu(), out.object_mask.cpu()
+    drawn = {}
+    for i, mistake in enumerate(unique):
         try:
-            image = pipe.read_image(mistake.path)
+            image = load_image(mistake.path)
         except ValueError as error:  # the file changed or went away since it was scored
             logger.warning("gallery: cannot draw %s: %s", mistake.path, error)
-            out[mistake.path] = (None, str(error))
+            drawn[mistake.path] = (None, str(error))
             continue
-        images.append(image if perturbation is None else perturbation(image))
-        kept.append(mistake)
-    if not images:
-        return out
-    options = {} if threshold is None else {"threshold": float(threshold)}
-    results = pipe(images, captions=[m.caption for m in kept], explain=True, batch_size=len(images), **options)
-    for mistake, image, result in zip(kept, images, results):
+        image = image if perturbation is None else perturbation(image)
+        result = explanation(probabilities[i], similarities[i], object_mask[i], rows.annotations[mistake.row],
+                             model.config, threshold)
         name = picture_name(mistake.path)
-        pipe.draw_explanation(image, result, max_size=PICTURE_SIZE).save(folder / name, format="PNG")
-        out[mistake.path] = (name, None)
-    return out
+        draw_explanation(image, result, max_size=PICTURE_SIZE).save(folder / name, format="PNG")
+        drawn[mistake.path] = (name, None)
+    for mistake in mistakes:
+        mistake.file, mistake.error = drawn[mistake.path]
 
 
 def gallery_entries(rows, scores: np.ndarray, groups: list[str], threshold: float, size: int) -> list[Mistake]:
@@ -121,5 +114,5 @@ def gallery_entries(rows, scores: np.ndarray, groups: list[str], threshold: floa
             for i in indices:
                 record = rows.records[i]
                 entries.append(Mistake(group, kind, record.path, "real" if record.label == 0 else "fake",
-                                       float(scores[i]), rows.annotations[i].caption))
+                                       float(scores[i]), rows.annotations[i].caption, i))
     return entries
