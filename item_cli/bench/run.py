@@ -71,7 +71,7 @@ def compare(reference: dict, nets, images: list) -> dict:
     from item_detector.processing_item import ItemAnnotations
 
     model, processor = nets.model, nets.processor
-    inputs = processor.encode(images, reference["annotations"])
+    inputs = {name: value.to(model.device) for name, value in processor.encode(images, reference["annotations"]).items()}
     with torch.inference_mode():
         embeddings = model.forward_features(**inputs)
         logits = model.forward_head(embeddings.image_embeds, embeddings.text_embeds, inputs["object_mask"])
