@@ -17,14 +17,20 @@ def embedding_agreement(reference: dict, other: dict) -> dict:
     """Cosine similarity of the image and text embeddings of the slots used in both, and the probability change."""
     out = {}
     used = np.concatenate([np.ones((len(reference["object_mask"]), 1), bool),
-                           reference["object_mask"].numpy() & other["object_mask"].numpy()], axis=1)
+                           _host(reference["object_mask"]).astype(bool) & _host(other["object_mask"]).astype(bool)], axis=1)
     for name in ("image_embeds", "text_embeds"):
-        a, b = reference[name].numpy()[used], other[name].numpy()[used]
+        a, b = _host(reference[name])[used], _host(other[name])[used]
         cosine = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
         out[name] = {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()), "slots": int(used.sum())}
-    change = np.abs(reference["fake_probability"].numpy() - other["fake_probability"].numpy())
+    change = np.abs(_host(reference["fake_probability"]) - _host(other["fake_probability"]))
     out["fake_probability_change"] = {"mean": float(change.mean()), "max": float(change.max())}
     return out
+
+
+def _host(tensor) -> np.ndarray:
+    """A tensor on any device (GPU runs compare GPU outputs) as a numpy array; float tensors as float32."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
 
 
 def iou(a, b) -> float:
