@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .networks import Networks, fixed_caption
-from .timing import Timer, peak_memory_mb
+from .timing import Timer, peak_memory_mb, reset_peak_memory
 
 STAGES = ("captioning", "noun_extraction", "detection", "crops_and_preprocessing", "backbone", "head")
 
@@ -95,6 +95,7 @@ def measure(nets: Networks, batch: int, workload: Workload, repeats: int, warmup
     _, nouns = fixed_caption(workload.n_objects)
     images = random_images(batch, workload.image_size, seed=workload.seed + batch)
     timer = Timer(next(nets.model.head.parameters()).device)
+    reset_peak_memory(timer.device)  # on a GPU: this batch size's own peak, not the run's so far
     if warmup:  # untimed: the first call at a batch shape pays for allocations
         scratch = Timer(timer.device)
         run_pipeline(nets, images, scratch)

@@ -29,6 +29,14 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def reset_peak_memory(device) -> None:
+    """Start the CUDA allocator's peak afresh (a process's peak RSS cannot be reset: on a CPU it stays the run's)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 class Timer:
     """Collects wall and process-CPU seconds per named section over repeats; `summary` reports the minimum."""
 
