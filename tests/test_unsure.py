@@ -164,32 +164,47 @@ def photos(sample_photos):
     return [str(path) for path in sample_photos[:2]]
 
 
-def test_the_pipeline_says_unsure_inside_the_band_and_keeps_its_labels(banded, photos):
-    from transformers import pipeline
+@pytest.fixture(scope="module")
+def pipe(banded):
+    """The banded checkpoint's pipeline, loaded once for the pipeline, detect and page tests."""
+    from item_cli.commands.detect import load_pipeline
 
-    pipe = pipeline("image-classification", model=str(banded), trust_remote_code=True)
-    with fixed_captions():
-        result = pipe(photos[0], explain=True)
-        plain = pipe(photos[0])
-        assert result["verdict"] == "unsure" and result["unsure_band"] == [0.0, 1.0]
-        assert result["is_fake"] == (result["fake_probability"] >= 0.5)  # the threshold's decision stays
-        assert sorted(item["label"] for item in plain) == ["fake", "real"] and plain == result["labels"]
-        picture = pipe.draw_explanation(pipe.read_image(photos[0]), result)
-        assert picture.getpixel((2, 2)) == (96, 96, 96)  # the grey "unsure" banner
-        pipe.model.config.unsure_band = [0.5, 0.5]  # an empty band: the threshold decides
-        outside = pipe(photos[0], explain=True)
+    return _fixed_caption(load_pipeline(str(banded), device="cpu"))
+
+
+def _fixed_caption(pipeline):
+    """The pipeline with one caption for every image: the tiny captioner is slow and says nothing. (The pipeline's
+    processor is the checkpoint's remote-code class, which `helpers.fixed_captions` does not reach.)"""
+    pipeline.processor.caption = lambda images: ["a photo of a dog"] * len(images)
+    return pipeline
+
+
+def test_the_pipeline_says_unsure_inside_the_band_and_keeps_its_labels(pipe, photos, monkeypatch):
+    result = pipe(photos[0], explain=True)
+    plain = pipe(photos[0])
+    assert result["verdict"] == "unsure" and result["unsure_band"] == [0.0, 1.0]
+    assert result["is_fake"] == (result["fake_probability"] >= 0.5)  # the threshold's decision stays
+    assert sorted(item["label"] for item in plain) == ["fake", "real"] and plain == result["labels"]
+    picture = pipe.draw_explanation(pipe.read_image(photos[0]), result)
+    assert picture.getpixel((2, 2)) == (96, 96, 96)  # the grey "unsure" banner
+    monkeypatch.setattr(pipe.model.config, "unsure_band", [0.5, 0.5])  # an empty band: the threshold decides
+    outside = pipe(photos[0], explain=True)
     assert outside["verdict"] == ("fake" if outside["is_fake"] else "real")
     assert pipe.draw_explanation(pipe.read_image(photos[0]), outside).getpixel((2, 2)) != (96, 96, 96)
 
 
-def test_detect_says_unsure_in_text_and_json(banded, photos, capsys):
-    with fixed_captions():
-        assert main(["detect", photos[0], "--model", str(banded), "--device", "cpu", "--json"]) == 0
-        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert line["verdict"] == "unsure" and line["unsure_band"] == [0.0, 1.0] and "is_fake" in line
-        assert main(["detect", photos[0], "--model", str(banded), "--device", "cpu"]) == 0
-    text = capsys.readouterr().out
+def test_detect_says_unsure_in_text_and_json(banded, pipe, photos, capsys, monkeypatch):
+    import item_cli.commands.detect
+    from item_cli.commands.detect import format_result
+
+    monkeypatch.setattr(item_cli.commands.detect, "load_pipeline", lambda *args: pipe)  # loaded once for the module
+    assert main(["detect", photos[0], "--model", str(banded), "--json", "--decode-workers", "1"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["verdict"] == "unsure" and line["unsure_band"] == [0.0, 1.0] and "is_fake" in line
+    text = format_result(line["path"], line)  # what detect prints without --json
     assert ": UNSURE (leans " in text and "unsure band [0.000, 1.000)" in text
+    outside = format_result(line["path"], {**line, "verdict": "fake" if line["is_fake"] else "real"})
+    assert "UNSURE" not in outside and outside.split(": ")[1].startswith("FAKE" if line["is_fake"] else "real")
 
 
 class _Gradio:
@@ -202,13 +217,13 @@ class _Gradio:
         cls.warnings.append(message)
 
 
-def test_the_page_says_unsure(banded, photos):
+def test_the_page_says_unsure(pipe, photos):
     from item_cli.serve import Checker
 
-    checker = Checker(str(banded), device="cpu")
-    with fixed_captions():
-        verdict, picture, _ = checker.check_one({"path": photos[0], "orig_name": "photo.jpg"}, _Gradio)
-        rows, csv_path = checker.check_many(photos, _Gradio)
+    checker = Checker.__new__(Checker)  # what Checker(model) holds, without loading the pipeline a second time
+    checker.pipeline = pipe
+    verdict, picture, _ = checker.check_one({"path": photos[0], "orig_name": "photo.jpg"}, _Gradio)
+    rows, csv_path = checker.check_many(photos, _Gradio)
     assert verdict.startswith("## UNSURE") and "unsure between 0.00 and 1.00" in verdict and picture is not None
     assert [row[1] for row in rows] == ["UNSURE", "UNSURE"] and "UNSURE" in Path(csv_path).read_text()
     assert not _Gradio.warnings
@@ -222,11 +237,11 @@ def test_the_handler_says_unsure(banded, photos, tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     handler = module.EndpointHandler(str(deployed))
+    _fixed_caption(handler.pipeline)
     image = base64.b64encode(Path(photos[0]).read_bytes()).decode()
-    with fixed_captions():
-        explained = handler({"inputs": image, "parameters": {"explain": True}})
-        at_zero = handler({"inputs": [image], "parameters": {"explain": True, "threshold": 0.0}})[0]
-        plain = handler({"inputs": image})
+    explained = handler({"inputs": image, "parameters": {"explain": True}})
+    at_zero = handler({"inputs": [image], "parameters": {"explain": True, "threshold": 0.0}})[0]
+    plain = handler({"inputs": image})
     assert explained["verdict"] == "unsure" and at_zero["verdict"] == "unsure" and at_zero["is_fake"] is True
     assert sorted(item["label"] for item in plain) == ["fake", "real"]
 
