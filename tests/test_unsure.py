@@ -14,7 +14,7 @@ import pytest
 from helpers import fixed_captions, make_cnndetection
 
 from item_cli.cli import main
-from item_cli.evaluation.abstention import _candidates, add_band_columns, band_metrics, choose_band
+from item_cli.evaluation.abstention import add_band_columns, band_metrics, candidate_edges, choose_band
 from item_detector.configuration_item import ItemConfig
 
 HANDLER_FILE = Path(__file__).resolve().parent.parent / "handler.py"
@@ -29,7 +29,7 @@ def _covered(labels, scores, band, threshold):
 
 def _brute_force(labels, scores, threshold, max_error=None, coverage=None):
     """The search of the module docstring over every candidate pair, spelled out: (low, high) or None."""
-    lows, highs = _candidates(np.sort(scores), threshold)
+    lows, highs = candidate_edges(np.sort(scores), threshold)
     best = None
     for low in lows:
         for high in highs:
@@ -145,6 +145,16 @@ def test_a_threshold_moved_out_of_the_band_is_refused_on_save(tmp_path):
     config.decision_threshold = 0.9
     with pytest.raises(ValueError, match="does not hold decision_threshold=0.9"):
         config.save_pretrained(tmp_path)
+
+
+def test_training_the_head_again_drops_the_band():
+    from types import SimpleNamespace
+
+    from item_cli.training import calibrate_on_validation
+
+    model = SimpleNamespace(config=ItemConfig(unsure_band=[0.3, 0.6], unsure_calibration={"method": "error"}))
+    assert calibrate_on_validation(model, [0, 1], [0.2, 0.8], None, None, "val") is None
+    assert model.config.unsure_band is None and model.config.unsure_calibration is None
 
 
 # ------------------------------------------------------------------ through the model

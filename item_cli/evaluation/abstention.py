@@ -55,8 +55,9 @@ def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels, scores
 
 
-def _candidates(sorted_scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(low candidates ascending, high candidates ascending): see the module docstring."""
+def candidate_edges(sorted_scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low candidates ascending, high candidates ascending) for validation `sorted_scores` around `threshold`: the
+    threshold, the midpoints between neighbouring distinct scores on its side, and 0 (lows) or 1 (highs)."""
     distinct = np.unique(sorted_scores)
     middles = (distinct[:-1] + distinct[1:]) / 2.0
     lows = np.unique(np.r_[0.0, middles[middles < threshold], threshold])
@@ -113,7 +114,7 @@ def choose_band(labels, scores, threshold: float, max_error: float | None = None
     labels, scores = _arrays(labels, scores)
     if not labels.size:
         raise ValueError("No validation images to choose the unsure band on.")
-    lows, highs = _candidates(np.sort(scores), threshold)
+    lows, highs = candidate_edges(np.sort(scores), threshold)
     counts = _edge_counts(labels, scores, lows, highs)
     needed = None if coverage is None else int(math.ceil(coverage * labels.size - _TOLERANCE))
     best_high = _best_high_for_error(counts, max_error) if coverage is None else _best_high_for_coverage(counts, needed)
