@@ -6,6 +6,8 @@ What turns a picture into model inputs (captioner, detector, spaCy, `max_objects
 belongs to `ItemProcessor` and is saved beside the weights in `processor_config.json`.
 """
 
+import math
+
 from transformers import AutoConfig, PreTrainedConfig
 
 # Backbone families known to give image and text embeddings in one shared space through
@@ -62,6 +64,30 @@ def check_backbone_is_dual_encoder(model_type: str) -> None:
         )
 
 
+def in_unsure_band(band, fake_probability: float) -> bool:
+    """Whether `fake_probability` lies in the abstention band `[low, high]`: `low <= p < high` (the upper edge is
+    fake, as the threshold's "at or above"), so the band `[t, t]` holds nothing."""
+    return band[0] <= fake_probability < band[1]
+
+
+def checked_unsure_band(band, threshold: float) -> list[float] | None:
+    """`band` as `[low, high]` floats (None stays None); a `ValueError` naming it unless `0 <= low <= threshold <=
+    high <= 1`: outside the band the verdict is the threshold's, so the band must hold the threshold."""
+    if band is None:
+        return None
+    numbers = isinstance(band, (list, tuple)) and len(band) == 2 and all(
+        isinstance(edge, (int, float)) and not isinstance(edge, bool) and math.isfinite(edge) for edge in band)
+    if not numbers:
+        raise ValueError(f"unsure_band={band!r}; pass [low, high], two fake probabilities, or None for no band.")
+    low, high = float(band[0]), float(band[1])
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"unsure_band={band!r}; pass [low, high] with 0 <= low <= high <= 1.")
+    if not low <= threshold <= high:
+        raise ValueError(f"unsure_band={band!r} does not hold decision_threshold={threshold!r}; choose the band "
+                         "around the threshold (item calibrate --unsure-error ...), or set unsure_band=None.")
+    return [low, high]
+
+
 class ItemConfig(PreTrainedConfig):
     r"""
     Configuration of [`ItemForImageClassification`].
@@ -88,6 +114,14 @@ class ItemConfig(PreTrainedConfig):
             on CPU (the fast profile). The saved weights stay float.
         threshold_calibration (`dict`, *optional*):
             How `decision_threshold` was chosen (`item calibrate`): method, target, data, and the rates reached there.
+        unsure_band (`list[float]`, *optional*):
+            `[low, high]`, an abstention band around the decision threshold (`low <= decision_threshold <= high`):
+            an image whose fake probability `p` has `low <= p < high` gets the verdict `"unsure"` in the
+            pipeline's `explain=True` output; outside it the verdict is the threshold's. `[t, t]` is empty (every
+            image decided). None (the default): no band. Chosen by `item calibrate --unsure-error` /
+            `--unsure-coverage` on validation data.
+        unsure_calibration (`dict`, *optional*):
+            How `unsure_band` was chosen: the target, the data, and the coverage and covered error reached there.
     """
 
     model_type = "item_detector"
@@ -103,6 +137,8 @@ class ItemConfig(PreTrainedConfig):
     decision_threshold: float = 0.5
     threshold_calibration: dict | None = None
     backbone_quantization: str | None = None
+    unsure_band: list | None = None
+    unsure_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -145,6 +181,13 @@ class ItemConfig(PreTrainedConfig):
             raise ValueError(f"backbone_quantization={self.backbone_quantization!r}; choose one of {QUANTIZATIONS}.")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout={self.head_dropout!r}; pass a probability in [0, 1).")
+        self.unsure_band = checked_unsure_band(self.unsure_band, threshold)
+
+    def verdict(self, fake_probability: float, is_fake: bool) -> str:
+        """"unsure" inside `unsure_band`, else "fake" or "real" as `is_fake` (the threshold's decision) says."""
+        if self.unsure_band is not None and in_unsure_band(self.unsure_band, fake_probability):
+            return "unsure"
+        return "fake" if is_fake else "real"
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         self.check_item_settings()

@@ -8,7 +8,8 @@ with each request's body:
 `<image>` is a base64 string (plain, or a `data:image/...;base64,` URL), raw bytes, a PIL image (the toolkit
 turns a binary `image/*` body into one), or a list of these for a batch. Every parameter is optional:
 
-- `explain` (bool): per image, the explanation dict of `pipe(image, explain=True)` instead of the labels;
+- `explain` (bool): per image, the explanation dict of `pipe(image, explain=True)` instead of the labels; its
+  `verdict` is "unsure" when the fake probability lies in the checkpoint's `unsure_band`, else "real" / "fake";
 - `threshold` (float in [0, 1], needs `explain`): `is_fake = fake_probability >= threshold`, replacing the
   checkpoint's calibrated `decision_threshold` in each result;
 - `top_k` (int >= 1): how many labels to return; `batch_size` (int >= 1): images per forward pass.
@@ -146,4 +147,6 @@ class EndpointHandler:
             for result in results if isinstance(images, list) else [results]:
                 result["threshold"] = threshold
                 result["is_fake"] = result["fake_probability"] >= threshold
+                if result.get("verdict") != "unsure":  # the unsure band does not move with the threshold
+                    result["verdict"] = "fake" if result["is_fake"] else "real"
         return results

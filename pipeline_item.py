@@ -2,8 +2,10 @@
 
 Standard output: `[{"label": "fake", "score": 0.93}, {"label": "real", "score": 0.07}]` per image.
 With `explain=True`, each image gets a dict instead: the standard `labels` list, `fake_probability`,
-`is_fake` (at `threshold`, by default `config.decision_threshold`), the `caption`, and the `objects` (noun,
-box, detector score, similarity), least aligned object first: which named object looks least like its word.
+`is_fake` (at `threshold`, by default `config.decision_threshold`), the `verdict` ("real" or "fake" as `is_fake`
+says, or "unsure" when the fake probability lies in the checkpoint's `unsure_band`, `low <= p < high`), the
+`unsure_band` (or None), the `caption`, and the `objects` (noun, box, detector score, similarity), least aligned
+object first: which named object looks least like its word.
 `pipe.draw_explanation(image, result)` draws that result onto the image.
 
 Images are batched *before* preprocessing, so that the captioner, the detector and the backbone each run
@@ -173,11 +175,15 @@ def explanation(probabilities, similarities, object_mask, annotation, config, th
         for j, (noun, box, score) in enumerate(slots) if used[j]
     ]
     objects.sort(key=lambda item: item["similarity"])
+    is_fake = fake_probability >= threshold
+    band = getattr(config, "unsure_band", None)  # a config saved before the band existed has none
     return {
         "labels": labels,
         "fake_probability": fake_probability,
-        "is_fake": fake_probability >= threshold,
+        "is_fake": is_fake,
+        "verdict": config.verdict(fake_probability, is_fake) if band is not None else ("fake" if is_fake else "real"),
         "threshold": threshold,
+        "unsure_band": None if band is None else list(band),
         "caption": annotation.caption,
         "global_similarity": float(similarities[0]),
         "objects": objects,

@@ -3,7 +3,8 @@
 `result` is what `pipe(image, explain=True)` returns for one image. The picture shows:
 
 - above the image, a banner with the verdict line (`FAKE  p(fake)=0.93  threshold 0.50`, from the head's
-  `is_fake`, `fake_probability` and `threshold`), the caption (wrapped), the least aligned object and the
+  `is_fake`, `fake_probability` and `threshold`; `UNSURE ... band 0.30-0.70` on grey when the result's `verdict`
+  is "unsure"), the caption (wrapped), the least aligned object and the
   caption's nouns that were not found in the image;
 - on the image, each grounded object's box with a tag "noun similarity", coloured on one colour-blind-safe
   scale (viridis anchors, no matplotlib) by its similarity *relative to the other objects of this image*
@@ -42,6 +43,7 @@ MIN_DISPLAY_WIDTH = 384  # narrower images are enlarged to this width before any
 MAX_ENLARGED_SIDE = 2048  # ... but a 3 x 500 strip is not blown up to 384 x 64,000
 # Okabe-Ito vermillion and blue: told apart with every colour-vision deficiency; the word says it anyway.
 VERDICT_BACKGROUND = {True: (213, 94, 0), False: (0, 114, 178)}
+UNSURE_BACKGROUND = (96, 96, 96)  # neutral grey for "unsure" (white text on it: contrast about 6:1)
 PAPER, INK = (255, 255, 255), (20, 20, 20)
 MAX_CAPTION_LINES = 4
 REQUIRED_FIELDS = ("fake_probability", "is_fake", "threshold", "caption", "objects")
@@ -147,8 +149,11 @@ def _display_scale(width: int, height: int, max_size: int | None) -> float:
 def _header(result: dict, objects: list[dict], width: int, text_px: int) -> Image.Image:
     """Banner above the image: the verdict line on a coloured strip, then caption, least aligned, not found."""
     font, pad = _font(text_px), max(4, text_px // 2)
-    verdict = (f"{'FAKE' if result['is_fake'] else 'REAL'}  p(fake)={float(result['fake_probability']):.2f}"
-               f"  threshold {float(result['threshold']):.2f}")
+    unsure = result.get("verdict") == "unsure"  # inside the checkpoint's abstention band
+    verdict = (f"{'UNSURE' if unsure else 'FAKE' if result['is_fake'] else 'REAL'}"
+               f"  p(fake)={float(result['fake_probability']):.2f}  threshold {float(result['threshold']):.2f}")
+    if unsure and result.get("unsure_band"):
+        verdict += f"  band {float(result['unsure_band'][0]):.2f}-{float(result['unsure_band'][1]):.2f}"
     verdict_px = round(text_px * 1.4)
     while verdict_px > 10 and _text_width(_font(verdict_px, bold=True), verdict) > width - 2 * pad:
         verdict_px -= 1  # the verdict stays on one line: shrink it on narrow pictures rather than wrap it
@@ -165,7 +170,8 @@ def _header(result: dict, objects: list[dict], width: int, text_px: int) -> Imag
     line_px, verdict_px = round(text_px * 1.3), round(verdict_px * 1.3) + 2 * pad
     banner = Image.new("RGB", (width, verdict_px + pad + line_px * len(lines) + pad), PAPER)
     draw = ImageDraw.Draw(banner)
-    draw.rectangle((0, 0, width - 1, verdict_px - 1), fill=VERDICT_BACKGROUND[bool(result["is_fake"])])
+    draw.rectangle((0, 0, width - 1, verdict_px - 1),
+                   fill=UNSURE_BACKGROUND if unsure else VERDICT_BACKGROUND[bool(result["is_fake"])])
     draw.text((pad, pad), verdict, font=verdict_font, fill=PAPER)
     for row, line in enumerate(lines):
         draw.text((pad, verdict_px + pad + row * line_px), line, font=font, fill=INK)

@@ -202,8 +202,11 @@ def calibrate_checkpoint(folder: str | os.PathLike, calibration: dict) -> None:
     whole (no half-written config.json beside the weights if the run is killed)."""
     folder = Path(folder)
     config = ItemConfig.from_pretrained(folder)
+    calibration = dict(calibration)
+    unsure = calibration.pop("unsure", None)  # a band is chosen around this threshold, or an old one is stale
     config.decision_threshold = float(calibration["threshold"])
     config.threshold_calibration = calibration
+    config.unsure_band, config.unsure_calibration = (None, None) if unsure is None else (unsure["band"], unsure)
     staging = folder / f".config-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:

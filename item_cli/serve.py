@@ -4,7 +4,7 @@
     ITEM_MODEL=user/item-clip-l14 python app.py               # a Space: this file as app.py
 
 "One image": drop, paste or click to upload an image; the page shows the verdict (label at the checkpoint's
-decision threshold, fake probability, threshold), the explanation picture of `draw_explanation` (boxes
+decision threshold, or UNSURE inside its unsure band; fake probability, threshold), the explanation picture of `draw_explanation` (boxes
 coloured by image-text similarity, least aligned object emphasised) and a table of the grounded objects.
 "Several images": drop many files; one table row per image, and the table as a CSV download.
 A file that is not a readable image gives a message in the page, never a stack trace.
@@ -53,8 +53,12 @@ def load_upload(pipeline, path: str | os.PathLike, name: str | None = None):
 def verdict_markdown(result: dict) -> str:
     """The verdict as Markdown: label at the threshold, fake probability, least aligned object."""
     label = "FAKE (AI-generated)" if result["is_fake"] else "REAL (photo)"
+    band = result.get("unsure_band")
+    if result.get("verdict") == "unsure":
+        label = "UNSURE (too close to call)"
     lines = [f"## {label}",
-             f"p(fake) = **{result['fake_probability']:.2f}**, threshold {result['threshold']:.2f}",
+             f"p(fake) = **{result['fake_probability']:.2f}**, threshold {result['threshold']:.2f}"
+             + (f", unsure between {band[0]:.2f} and {band[1]:.2f}" if band else ""),
              f"Caption: *{result['caption']}*"]
     if result["objects"]:
         worst = min(result["objects"], key=lambda item: item["similarity"])
@@ -144,7 +148,8 @@ class Checker:
         if isinstance(result, str):
             return [name, "not checked", "", "", "", "", result, ""]
         worst = min(result["objects"], key=lambda item: item["similarity"]) if result["objects"] else None
-        return [name, "FAKE" if result["is_fake"] else "REAL", round(result["fake_probability"], 4),
+        verdict = "UNSURE" if result.get("verdict") == "unsure" else "FAKE" if result["is_fake"] else "REAL"
+        return [name, verdict, round(result["fake_probability"], 4),
                 round(result["threshold"], 4), worst["noun"] if worst else "",
                 round(worst["similarity"], 4) if worst else "", "", result["caption"]]
 

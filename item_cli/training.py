@@ -298,6 +298,7 @@ def train(
 
 def calibrate_on_validation(model, labels, scores, method: str | None, target_fpr, val_source: str) -> dict | None:
     """With `method`, choose the decision threshold on the validation scores and store it in the model's config."""
+    model.config.unsure_band = model.config.unsure_calibration = None  # chosen for the old head: stale now
     if not method:
         return None
     calibration = {**choose_threshold(labels, scores, method, target_fpr), "data": f"validation split: {val_source}"}

@@ -5,6 +5,12 @@ threshold whose false-positive rate on the real images is at most the target), a
 checkpoint's config.json (`decision_threshold`, plus `threshold_calibration` saying how and on what) and
 model card. `item detect` and `pipe(..., explain=True)` then call an image fake at that threshold; the
 pipeline's probabilities do not change.
+
+`--unsure-error E` also chooses an abstention band [low, high] around that threshold: the band that leaves the most
+validation images decided while at most a share E of the decided ones is wrong; `--unsure-coverage C` the band
+that decides a share C of them with the fewest errors (see `item_cli.evaluation.abstention`). Images inside the
+band get the verdict "unsure". The band goes into config.json (`unsure_band`, `unsure_calibration`). Calibrating
+without either option removes a band chosen before (it was chosen around the old threshold).
 """
 
 import json
@@ -23,21 +29,29 @@ def build_parser(prog):
     parser.add_argument("--method", choices=THRESHOLD_METHODS, default="balanced",
                         help="balanced: best balanced accuracy; fpr: at most --target-fpr of the real images flagged")
     parser.add_argument("--target-fpr", type=float, default=None, help="with --method fpr, e.g. 0.05")
+    parser.add_argument("--unsure-error", type=float, default=None, metavar="E",
+                        help="also choose an unsure band: the widest coverage with at most this error rate outside "
+                             "it on the validation data, e.g. 0.02")
+    parser.add_argument("--unsure-coverage", type=float, default=None, metavar="C",
+                        help="also choose an unsure band that decides this share of the validation images, e.g. 0.9")
     parser.add_argument("--output", default=None, help="write a calibrated copy of the checkpoint here instead")
     add_cache(parser)
     return parser
 
 
 def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, layout="auto", split=None,
-              generator=None, **cache) -> dict:
-    """Score `data` with the checkpoint, choose the threshold, store it; returns the calibration dict ({} on the
-    other processes under accelerate launch)."""
+              generator=None, unsure_error=None, unsure_coverage=None, **cache) -> dict:
+    """Score `data` with the checkpoint, choose the threshold (and with `unsure_error` or `unsure_coverage` the
+    unsure band, under "unsure"), store them; returns the calibration dict ({} on the other processes under
+    accelerate launch)."""
     from ..cache import process_state
     from ..checkpoint import calibrate_checkpoint, load_checkpoint, staged_folder
     from ..data import load_records, require_labels
+    from ..evaluation.abstention import check_band_targets, choose_band
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
 
+    check_band_targets(unsure_error, unsure_coverage)
     if method == "fpr" and target_fpr is None:
         raise ValueError("--method fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of real images flagged).")
     if not Path(model_dir).is_dir():
@@ -52,6 +66,9 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
         return {}
     calibration = choose_threshold(rows.labels, scores, method, target_fpr)
     calibration["data"] = str(data)
+    if unsure_error is not None or unsure_coverage is not None:
+        band = choose_band(rows.labels, scores, calibration["threshold"], unsure_error, unsure_coverage)
+        calibration["unsure"] = {**band, "data": str(data)}
     if output is None:
         calibrate_checkpoint(model_dir, calibration)
     else:
@@ -63,8 +80,12 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
 
 def run(args) -> int:
     result = calibrate(args.model, args.data, args.method, args.target_fpr, args.output, args.layout, args.split,
-                       args.generator, **cache_options(args))
+                       args.generator, args.unsure_error, args.unsure_coverage, **cache_options(args))
     if result:
         emit(json.dumps(result, indent=2))
         status(f"decision_threshold = {result['threshold']:.6g} written to {args.output or args.model}/config.json")
+        if "unsure" in result:
+            band = result["unsure"]
+            status(f"unsure_band = [{band['band'][0]:.6g}, {band['band'][1]:.6g}]: {100 * band['coverage']:.1f} % of "
+                   f"the validation images decided, {100 * band['covered_error']:.2f} % of those wrong")
     return 0

@@ -106,7 +106,11 @@ def write_overlay(pipe, image, result, folder: Path, path) -> str:
 
 def format_result(path, result) -> str:
     label = "FAKE" if result["is_fake"] else "real"
-    lines = [f"{display_path(path)}: {label}  p(fake)={result['fake_probability']:.3f} (threshold {result['threshold']:.3f})",
+    band = result.get("unsure_band")
+    band = f", unsure band [{band[0]:.3f}, {band[1]:.3f})" if band else ""
+    if result.get("verdict") == "unsure":  # in the checkpoint's abstention band: the threshold's side is shown too
+        label = f"UNSURE (leans {label})"
+    lines = [f"{display_path(path)}: {label}  p(fake)={result['fake_probability']:.3f} (threshold {result['threshold']:.3f}{band})",
              f"  caption: {result['caption']!r}  (image-caption similarity {result['global_similarity']:+.3f})"]
     for item in result["objects"]:
         box = ", ".join(f"{v:.0f}" for v in item["box"])

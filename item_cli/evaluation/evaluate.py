@@ -4,7 +4,8 @@ The data are one or more named sets (`item_cli.evaluation.sets`: repeated `--dat
 one unnamed folder grouped by its generators. For each condition (clean, then every `--jpeg-quality`,
 `--blur-sigma`, `--downscale`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
 (each through the cache, so a second evaluation costs only the head) and scored. Per group: accuracy on real, on
-fake, at the threshold, AP, ROC-AUC and the oracle accuracy, plus a mean row (`metrics.mean_row`). Outputs in
+fake, at the threshold, AP, ROC-AUC and the oracle accuracy, plus a mean row (`metrics.mean_row`); when the
+checkpoint has an unsure band, also coverage and accuracy on the covered images (`abstention`). Outputs in
 one folder:
 
     table.md, table.tex, table.csv   the results table as a paper prints it: sets in order, mean row, in %
@@ -31,6 +32,7 @@ from ..cache import FrozenRows, frozen_rows, process_state
 from ..checkpoint import load_checkpoint
 from ..data import LABEL_NAMES, require_labels
 from ..data.perturb import Perturbation, compose
+from .abstention import BAND_COLUMNS, add_band_columns
 from .gallery import draw_gallery, gallery_entries
 from .html_report import render_report
 from .metrics import detection_metrics, mean_row, one_class
@@ -81,9 +83,9 @@ def score(model, processor, records, perturbation=None, state=None, **cache) -> 
 
 
 def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float,
-                    order: list[str] | None = None) -> dict:
+                    order: list[str] | None = None, band=None) -> dict:
     """{group: metrics} for every group (in `order`, default sorted; groups without images left out), then the
-    mean row under "mean"."""
+    mean row under "mean"; with an unsure `band`, each row also has coverage and covered ACC (`abstention`)."""
     table = {}
     present = set(generators.tolist())
     for name in order if order is not None else sorted(present):
@@ -91,7 +93,7 @@ def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarr
             mask = generators == name
             table[name] = detection_metrics(labels[mask], scores[mask], threshold)
     table[MEAN] = mean_row(dict(table))
-    return table
+    return table if band is None else add_band_columns(table, labels, scores, generators, band, threshold, MEAN)
 
 
 @dataclass
@@ -133,7 +135,7 @@ def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equal
         scored.conditions[name] = {
             "perturbation": None if perturbation is None else perturbation.kind,
             "strength": None if perturbation is None else perturbation.value,
-            "generators": generator_table(rows.labels, scores, groups, threshold, order),
+            "generators": generator_table(rows.labels, scores, groups, threshold, order, model.config.unsure_band),
         }
         scored.score_rows += _score_rows(name, rows, scores, threshold, loaded)
     return scored
@@ -160,6 +162,18 @@ def _check_options(threshold, gallery_size, equalize, columns) -> tuple[str, ...
     if equalize is not None and equalize.kind != "equalize":
         raise ValueError(f"equalize={equalize.name!r} is not an equalization; build it with parse_equalize('jpeg:95').")
     return check_columns(columns)
+
+
+def _model_settings(config, threshold: float | None, columns: tuple[str, ...]) -> tuple[float, tuple[str, ...]]:
+    """(the threshold, the checkpoint's when None; the table's columns): with an unsure band, coverage and covered
+    ACC join the columns; without one they cannot be asked for."""
+    threshold = float(config.decision_threshold if threshold is None else threshold)
+    if config.unsure_band is None:
+        if set(columns) & set(BAND_COLUMNS):
+            raise ValueError(f"--columns {' '.join(BAND_COLUMNS)} need a checkpoint with an unsure band; choose one "
+                             "with item calibrate --unsure-error E (or --unsure-coverage C), or leave them out.")
+        return threshold, columns
+    return threshold, columns + tuple(c for c in BAND_COLUMNS if c not in columns)
 
 
 def evaluate(
@@ -208,7 +222,7 @@ def evaluate(
     if any(record.generator == MEAN for record in loaded.records):
         raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
     model, processor = load_checkpoint(model_dir, revision)
-    threshold = float(model.config.decision_threshold if threshold is None else threshold)
+    threshold, columns = _model_settings(model.config, threshold, columns)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
                  decode_timeout_s=decode_timeout_s)
     scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache)

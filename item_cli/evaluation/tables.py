@@ -15,13 +15,14 @@ import csv
 import math
 from pathlib import Path
 
+from .abstention import BAND_COLUMNS
 from .metrics import METRIC_COLUMNS, TWO_CLASS_METRICS, one_class
 from .report import MEAN
 
-TABLE_COLUMNS = METRIC_COLUMNS
+TABLE_COLUMNS = METRIC_COLUMNS + BAND_COLUMNS  # the band's columns exist when the checkpoint has an unsure band
 DEFAULT_COLUMNS = ("acc", "ap")
 TITLES = {"acc_real": "ACC real", "acc_fake": "ACC fake", "acc": "ACC", "ap": "AP", "roc_auc": "AUC",
-          "oracle_acc": "oracle ACC"}
+          "oracle_acc": "oracle ACC", "coverage": "coverage", "covered_acc": "covered ACC"}
 DAGGER = "\u2020"
 # LaTeX's special characters, each with what typesets it literally.
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
