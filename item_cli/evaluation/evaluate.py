@@ -27,19 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import FrozenRows, frozen_rows, process_state
+from ..cache import FeatureArrays, FrozenRows, frozen_rows, process_state
 from ..checkpoint import load_checkpoint
 from ..data import LABEL_NAMES, require_labels
 from ..data.perturb import Perturbation, compose
+from .compare import build_run, checkpoint_identity, write_run
+from ..audit.formats import fake_only_jpeg_warning
 from .gallery import draw_gallery, gallery_entries
 from .html_report import render_report
-from .metrics import detection_metrics, mean_row, one_class
+from .metrics import METRIC_DEFINITIONS, detection_metrics, mean_row, one_class, worst_row
 from .report import (
     CLEAN,
     MEAN,
     json_ready,
     markdown_report,
     plot_per_generator,
+    plot_reliability,
     plot_robustness,
     write_metrics_csv,
     write_rows_csv,
@@ -74,10 +77,37 @@ def head_scores(model, rows: FrozenRows, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def score(model, processor, records, perturbation=None, state=None, **cache) -> tuple[FrozenRows, np.ndarray]:
-    """(scored rows, fake probabilities): the cached frozen work for this condition, then the head."""
-    rows = frozen_rows(records, processor, model, perturbation=perturbation, state=state, **cache)
+def score(model, processor, records, perturbation=None, state=None, fake_perturbation=None,
+          **cache) -> tuple[FrozenRows, np.ndarray]:
+    """(scored rows, fake probabilities): the cached frozen work for this condition, then the head.
+
+    `fake_perturbation`, when given, replaces `perturbation` for the fake images only (`--fake-only-jpeg`); the
+    rows come back in the records' order either way.
+    """
+    if fake_perturbation is None:
+        rows = frozen_rows(records, processor, model, perturbation=perturbation, state=state, **cache)
+        return rows, head_scores(model, rows)
+    parts = [frozen_rows(part, processor, model, perturbation=treatment, state=state, **cache)
+             for part, treatment in (([r for r in records if r.label != 1], perturbation),
+                                     ([r for r in records if r.label == 1], fake_perturbation)) if part]
+    rows = parts[0] if len(parts) == 1 else _joined(parts[0], parts[1], records)
     return rows, head_scores(model, rows)
+
+
+def _joined(first: FrozenRows, second: FrozenRows, records) -> FrozenRows:
+    """Two FrozenRows as one, in the order of `records` (each record object appears in one of them)."""
+    features = None
+    if first.features is not None and second.features is not None:
+        shifted = second.features.locations + np.array([len(first.features.sources), 0], dtype=np.int64)
+        locations = np.concatenate([first.features.locations, shifted]) if len(shifted) else first.features.locations
+        features = FeatureArrays(first.features.sources + second.features.sources, locations)
+    both = FrozenRows(first.records + second.records, first.keys + second.keys, first.annotations + second.annotations,
+                      features)
+    position = {id(record): index for index, record in enumerate(records)}
+    order = sorted(range(len(both)), key=lambda index: position[id(both.records[index])])
+    joined = both.select(order)
+    joined.skipped = first.skipped + second.skipped
+    return joined
 
 
 def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float,
@@ -115,13 +145,17 @@ def _as_sets(data) -> list[EvalSet]:
     return sets
 
 
-def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equalize, threshold, state, cache) -> Scored:
-    """Score every condition (equalize, then the condition's perturbation; the composed name keys the cache)."""
+def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equalize, threshold, state, cache,
+                      fake_only_jpeg: Perturbation | None = None) -> Scored:
+    """Score every condition (equalize, then the condition's perturbation; the composed name keys the cache).
+    With `fake_only_jpeg`, the fake images are JPEG-compressed first (before equalize and the perturbation)."""
     scored = Scored(skipped=list(loaded.skipped))
     order = [item.name for item in loaded.sets] if loaded.named else None
     for perturbation in [None, *perturbations]:
         name = CLEAN if perturbation is None else perturbation.name
-        rows, scores = score(model, processor, loaded.records, compose(equalize, perturbation), state, **cache)
+        treatment = compose(equalize, perturbation)
+        for_fakes = None if fake_only_jpeg is None else compose(fake_only_jpeg, equalize, perturbation)
+        rows, scores = score(model, processor, loaded.records, treatment, state, for_fakes, **cache)
         if perturbation is None:
             scored.skipped += rows.skipped
         if not state.is_main_process:
@@ -130,10 +164,13 @@ def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equal
             scored.clean = (rows, scores)
         scored.images = scored.images or len(rows)
         groups = np.asarray(rows.column("generator"), dtype=object)
+        table = generator_table(rows.labels, scores, groups, threshold, order)
         scored.conditions[name] = {
             "perturbation": None if perturbation is None else perturbation.kind,
             "strength": None if perturbation is None else perturbation.value,
-            "generators": generator_table(rows.labels, scores, groups, threshold, order),
+            "settings": None if perturbation is None else perturbation.settings,
+            "generators": table,
+            "worst": worst_row({group: row for group, row in table.items() if group != MEAN}),
         }
         scored.score_rows += _score_rows(name, rows, scores, threshold, loaded)
     return scored
@@ -186,6 +223,7 @@ def evaluate(
     report: bool = True,
     gallery_size: int = 6,
     protocol: str | None = None,
+    fake_only_jpeg: int | None = None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
@@ -196,12 +234,16 @@ def evaluate(
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
+        fake_only_jpeg: JPEG-compress the FAKE images only at this quality, before anything else (the disputed
+            "JPEG 96 on the fakes" condition of some papers). It puts a format difference between the classes;
+            the run logs the audit's warning and records it in metrics.json and run.json.
 
     Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
     and only the main process scores and writes (the others return None).
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
+    fake_jpeg = None if fake_only_jpeg is None else Perturbation("jpeg", int(fake_only_jpeg))
     state = process_state()
     loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
     require_labels(loaded.records, "evaluation")
@@ -211,16 +253,20 @@ def evaluate(
     threshold = float(model.config.decision_threshold if threshold is None else threshold)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
                  decode_timeout_s=decode_timeout_s)
-    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache)
+    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache, fake_jpeg)
     if not state.is_main_process:
         return None
     if not scored.score_rows:
         raise ValueError("None of the images could be read; see the skipped files above.")
     settings = {"model": str(model_dir), "threshold": threshold, "equalize": None if equalize is None else equalize.name,
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
-                "revision": revision}
+                "revision": revision, "fake_only_jpeg": fake_only_jpeg}
     warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings, "model": model}
+    if fake_jpeg is not None:
+        warnings.append(fake_only_jpeg_warning(int(fake_only_jpeg)))
+        logger.warning(warnings[-1])
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings, "model": model,
+           "identity": checkpoint_identity(model_dir, revision, model), "perturbations": list(perturbations)}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 
@@ -259,21 +305,53 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
         write_rows_csv([{"path": item.path, "reason": item.reason} for item in scored.skipped], output / "skipped.csv")
         files.append("skipped.csv")
     if plots:
-        plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
-                           f"{title} (clean, threshold {threshold:.3g})")
-        plot_robustness(conditions, output / "robustness.png")
-        files += ["per_generator.png", "robustness.png"]
+        files += _write_plots(output, run, title)
+    files += _write_run(output, run)
     if report:
         files += _write_report(output, run, title, gallery_size, equalize)
     results = {
         **settings, "data": [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets],
         "grouped_by": "set" if loaded.named else "generator", "images": scored.images, "mean_rule": MEAN_RULE,
-        "warnings": run["warnings"], "conditions": conditions,
+        "metric_definitions": METRIC_DEFINITIONS, "warnings": run["warnings"], "conditions": conditions,
         "skipped": [{"path": item.path, "reason": item.reason} for item in scored.skipped],
         "files": files + ["metrics.json"],
     }
     (output / "metrics.json").write_text(json.dumps(json_ready(results), indent=2) + "\n")
     return results
+
+
+def _write_plots(output: Path, run: dict, title: str) -> list[str]:
+    """per_generator.png, robustness.png and reliability.png; none (one logged line) without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.warning("matplotlib is not installed: no PNG plots (pip install 'item-detector[eval]').")
+        return []
+    conditions, threshold = run["scored"].conditions, run["settings"]["threshold"]
+    plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
+                       f"{title} (clean, threshold {threshold:.3g})")
+    plot_robustness(conditions, output / "robustness.png")
+    rows, scores = run["scored"].clean
+    plot_reliability(rows.labels, scores, output / "reliability.png", f"{title} (clean)")
+    return ["per_generator.png", "robustness.png", "reliability.png"]
+
+
+def _write_run(output: Path, run: dict) -> list[str]:
+    """run.json and run-sets.json: what the run used, for `item evaluate --compare` (see `compare.py`)."""
+    loaded, (rows, _), settings = run["loaded"], run["scored"].clean, run["settings"]
+    members = {item.name: ([], []) for item in loaded.sets}
+    for record, key in zip(rows.records, rows.keys):
+        keys, labels = members[loaded.set_of(record)]
+        keys.append(key)
+        labels.append(record.label)
+    skipped = {}
+    for item in run["scored"].skipped:  # a skipped file is counted under the set whose folder holds it
+        owner = next((s.name for s in loaded.sets if Path(item.path).is_relative_to(Path(s.path))), "")
+        skipped[owner] = skipped.get(owner, 0) + 1
+    chosen = {key: settings[key] for key in ("threshold", "seed", "max_per_class", "equalize", "fake_only_jpeg",
+                                              "protocol")}
+    content, sets = build_run(run["identity"], members, [p.settings for p in run["perturbations"]], chosen, skipped)
+    return write_run(output, content, sets)
 
 
 def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize) -> list[str]:
