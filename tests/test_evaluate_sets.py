@@ -62,7 +62,7 @@ def test_the_table_keeps_the_protocol_order_and_the_mean_leaves_one_class_sets_o
     out, _, _ = protocol_run
     with open(out / "table.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row["condition"] == "clean"]
-    assert [row["set"] for row in rows] == [*ORDER, "mean"]
+    assert [row["set"] for row in rows] == [*ORDER, "mean", "worst"]
     by_set = {row["set"]: row for row in rows}
     assert by_set["onlyfake"]["one_class"] == "1" and by_set["onlyfake"]["ap"] == "" and by_set["zeta"]["one_class"] == "0"
     results = json.loads((out / "metrics.json").read_text())

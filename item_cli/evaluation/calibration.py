@@ -32,10 +32,21 @@ ECE_BINS = 15
 FAR_TARGETS = {"pd_at_far_1": 0.01, "pd_at_far_5": 0.05, "pd_at_far_10": 0.10}
 
 
-def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    from .metrics import _arrays as checked
+def label_score_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,) int64, scores (N,) float64), checked: one score per label, labels 0 / 1, no NaN score."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if labels.shape != scores.shape:
+        raise ValueError(f"Got {labels.size} labels but {scores.size} scores; pass one score per label.")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"Labels must be 0 (real) or 1 (fake); got {sorted(set(labels.tolist()) - {0, 1})}.")
+    if np.isnan(scores).any():
+        raise ValueError("Scores contain NaN; every image needs a fake probability.")
+    return labels, scores
 
-    labels, scores = checked(labels, scores)
+
+def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = label_score_arrays(labels, scores)
     if scores.size and (scores.min() < 0 or scores.max() > 1):
         raise ValueError(f"Scores must be probabilities in [0, 1]; got values from {scores.min()} to {scores.max()}.")
     return labels, scores

@@ -188,6 +188,25 @@ def _warn_one_class(table: dict) -> list[str]:
     return messages
 
 
+def _check_records(loaded: LoadedSets) -> None:
+    """Every record labelled, and no generator named like the mean row."""
+    require_labels(loaded.records, "evaluation")
+    if any(record.generator == MEAN for record in loaded.records):
+        raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
+
+
+def _warnings(scored: Scored, fake_only_jpeg: int | None) -> list[str]:
+    """The run's warnings (logged here): one-class sets, and the audit's warning about --fake-only-jpeg.
+    ValueError when no image could be scored."""
+    if not scored.score_rows:
+        raise ValueError("None of the images could be read; see the skipped files above.")
+    warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
+    if fake_only_jpeg is not None:
+        warnings.append(fake_only_jpeg_warning(int(fake_only_jpeg)))
+        logger.warning(warnings[-1])
+    return warnings
+
+
 def _check_options(threshold, gallery_size, equalize, columns) -> tuple[str, ...]:
     """Raise a ValueError naming a bad option and the fix; returns the validated table columns."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -234,39 +253,29 @@ def evaluate(
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
-        fake_only_jpeg: JPEG-compress the FAKE images only at this quality, before anything else (the disputed
-            "JPEG 96 on the fakes" condition of some papers). It puts a format difference between the classes;
-            the run logs the audit's warning and records it in metrics.json and run.json.
+        fake_only_jpeg: JPEG-compress the fake images only, at this quality, first (a format shortcut: warned).
 
     Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
     and only the main process scores and writes (the others return None).
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
-    fake_jpeg = None if fake_only_jpeg is None else Perturbation("jpeg", int(fake_only_jpeg))
     state = process_state()
     loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
-    require_labels(loaded.records, "evaluation")
-    if any(record.generator == MEAN for record in loaded.records):
-        raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
+    _check_records(loaded)
     model, processor = load_checkpoint(model_dir, revision)
     threshold = float(model.config.decision_threshold if threshold is None else threshold)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
                  decode_timeout_s=decode_timeout_s)
-    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache, fake_jpeg)
+    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache,
+                               None if fake_only_jpeg is None else Perturbation("jpeg", int(fake_only_jpeg)))
     if not state.is_main_process:
         return None
-    if not scored.score_rows:
-        raise ValueError("None of the images could be read; see the skipped files above.")
-    settings = {"model": str(model_dir), "threshold": threshold, "equalize": None if equalize is None else equalize.name,
+    settings = {"model": str(model_dir), "threshold": threshold, "equalize": getattr(equalize, "name", None),
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision, "fake_only_jpeg": fake_only_jpeg}
-    warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
-    if fake_jpeg is not None:
-        warnings.append(fake_only_jpeg_warning(int(fake_only_jpeg)))
-        logger.warning(warnings[-1])
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings, "model": model,
-           "identity": checkpoint_identity(model_dir, revision, model), "perturbations": list(perturbations)}
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg),
+           "model": model, "identity": checkpoint_identity(model_dir, revision, model), "perturbations": perturbations}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 

@@ -11,21 +11,13 @@ import math
 
 import numpy as np
 
-from .calibration import ECE_BINS, FAR_TARGETS, decision_metrics
+from .calibration import ECE_BINS, FAR_TARGETS, decision_metrics, label_score_arrays
 
 THRESHOLD_METHODS = ("balanced", "fpr")
 
 
 def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.shape != scores.shape:
-        raise ValueError(f"Got {labels.size} labels but {scores.size} scores; pass one score per label.")
-    if labels.size and not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"Labels must be 0 (real) or 1 (fake); got {sorted(set(labels.tolist()) - {0, 1})}.")
-    if np.isnan(scores).any():
-        raise ValueError("Scores contain NaN; every image needs a fake probability.")
-    return labels, scores
+    return label_score_arrays(labels, scores)
 
 
 def accuracy_real(labels, scores, threshold: float = 0.5) -> float:
