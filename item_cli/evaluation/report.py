@@ -19,6 +19,12 @@ TITLES = {"acc_real": "ACC real", "acc_fake": "ACC fake", "acc": "ACC", "ap": "A
           "eer": "EER", "pd_at_far_1": "Pd@1%FAR", "pd_at_far_5": "Pd@5%FAR", "pd_at_far_10": "Pd@10%FAR"}
 # Metrics that are not shares: printed as numbers with 3 decimals, not in %.
 PLAIN_METRICS = ("nll", "brier")
+# Where the clean images sit on each perturbation's strength axis in the plots ("social" has two settings: its
+# conditions are placed in the order given, clean first).
+CLEAN_STRENGTH = {"jpeg": 100, "blur": 0, "downscale": 1.0, "webp": 100, "noise": 0, "crop": 1.0, "social": None}
+AXIS_LABELS = {"jpeg": "JPEG quality", "blur": "Gaussian blur sigma (px)", "downscale": "down-scaling factor",
+               "webp": "WebP quality", "noise": "Gaussian noise sigma (0-255)", "crop": "centre-crop fraction",
+               "social": "social-network chain (long side / JPEG quality)"}
 
 
 def format_metric(key: str, value) -> str:
