@@ -85,7 +85,7 @@ def run(args) -> int:
         raise ValueError(f"--fake-only-jpeg {args.fake_only_jpeg}: pass a JPEG quality from 1 to 100, e.g. 96.")
     output = Path(args.output)
     sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role,
-                                         manifest_dir=output / "manifests")
+                                         manifest_dir=output / "manifests", until=args.until)
     cache = cache_options(args)
     results = evaluate(
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
