@@ -119,7 +119,10 @@ def equal_error_rate(labels, scores) -> float:
     labels, scores = _arrays(labels, scores)
     if not _two_classes(labels):
         return math.nan
-    fpr, tpr, _ = _roc(labels, scores)
+    return _eer(*_roc(labels, scores)[:2])
+
+
+def _eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
     fnr = 1.0 - tpr
     # FPR rises and FNR falls along the curve: the first point with FNR <= FPR closes the crossing segment.
     after = int(np.flatnonzero(fnr <= fpr)[0])
@@ -138,8 +141,11 @@ def detection_rate_at_far(labels, scores, target_far: float) -> float:
     labels, scores = _arrays(labels, scores)
     if not _two_classes(labels):
         return math.nan
-    fpr, tpr, _ = _roc(labels, scores)
-    allowed = fpr <= float(target_far) + 1e-12  # the first point (nothing flagged, FPR 0) is always allowed
+    return _pd(*_roc(labels, scores)[:2], float(target_far))
+
+
+def _pd(fpr: np.ndarray, tpr: np.ndarray, target_far: float) -> float:
+    allowed = fpr <= target_far + 1e-12  # the first point (nothing flagged, FPR 0) is always allowed
     return float(tpr[allowed].max())
 
 
@@ -161,8 +167,8 @@ def decision_metrics(labels, scores, threshold: float = 0.5) -> dict:
         "ece": expected_calibration_error(labels, scores),
         "nll": negative_log_likelihood(labels, scores),
         "brier": brier_score(labels, scores),
-        "eer": equal_error_rate(labels, scores),
     }
-    for key, target in FAR_TARGETS.items():
-        out[key] = detection_rate_at_far(labels, scores, target)
-    return out
+    if not _two_classes(labels):
+        return {**out, "eer": math.nan, **{key: math.nan for key in FAR_TARGETS}}
+    fpr, tpr, _ = _roc(labels, scores)  # one ROC curve for EER and every Pd@FAR
+    return {**out, "eer": _eer(fpr, tpr), **{key: _pd(fpr, tpr, target) for key, target in FAR_TARGETS.items()}}

@@ -88,8 +88,10 @@ def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_r
             "Give the data either as --data [NAME=]PATH (repeatable) or as --protocol NAME_OR_FILE with "
             "--protocol-root DIR, not both and not neither."
         )
-    if (protocol_root is not None or until is not None) and not protocol:
-        raise ValueError("--protocol-root and --until apply to --protocol only; drop them, or name the protocol.")
+    if protocol_root is not None and not protocol:
+        raise ValueError("--protocol-root applies to --protocol only; drop it, or name the protocol with --protocol.")
+    if until is not None and not protocol:
+        raise ValueError("--until applies to a chronological --protocol (e.g. aigenbench) only; drop it, or name one.")
     if data:
         pairs = parse_data_arguments(list(data))
         if len(pairs) == 1 and pairs[0][1] == data[0].strip():  # one bare PATH: grouped by its own generators
