@@ -96,4 +96,27 @@ def test_fake_only_jpeg_changes_the_fakes_only_and_warns(runs):
     assert all(plain[key] == fake_jpeg[key] for key in reals)
     assert any(plain[key] != fake_jpeg[key] for key in fakes)
     warnings = json.loads((runs / "out_c" / "metrics.json").read_text())["warnings"]
-    assert any("--fake-only-jpeg 96" in w and "format difference between the classes" in w for w in warnings)
+    assert any("--fake-only-jpeg 96" in w and "format difference between the classes" in w and "Measured:" in w
+               for w in warnings)
+
+
+def test_the_audit_measures_the_format_difference_fake_only_jpeg_makes(tmp_path):
+    from helpers import noise_image
+
+    from item_cli.audit import audit
+    from item_cli.audit.formats import audit_fake_only_jpeg
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):  # reals and fakes alike: PNG files of one size
+        for label in (0, 1):
+            path = tmp_path / f"{label}_{i}.png"
+            noise_image(rng, (32, 32)).save(path)
+            records.append({"path": str(path), "label": label, "generator": "g"})
+    assert audit(records, log=False).metadata_auc < 0.8  # nothing tells the files apart
+    report = audit_fake_only_jpeg(records, 96)
+    assert report.metadata_auc > 0.9  # the condition itself makes the shortcut
+    assert report.warnings[0].startswith("--fake-only-jpeg 96") and "format difference" in report.warnings[0]
+    assert {f.path for f in report.files} == {r["path"] for r in records}  # reported under the original paths

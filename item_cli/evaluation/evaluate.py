@@ -32,7 +32,7 @@ from ..checkpoint import load_checkpoint
 from ..data import LABEL_NAMES, require_labels
 from ..data.perturb import Perturbation, compose
 from .compare import build_run, checkpoint_identity, write_run
-from ..audit.formats import fake_only_jpeg_warning
+from ..audit.formats import measured_fake_only_jpeg_warning
 from .gallery import draw_gallery, gallery_entries
 from .html_report import render_report
 from .metrics import METRIC_DEFINITIONS, detection_metrics, mean_row, one_class, worst_row
@@ -195,14 +195,14 @@ def _check_records(loaded: LoadedSets) -> None:
         raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
 
 
-def _warnings(scored: Scored, fake_only_jpeg: int | None) -> list[str]:
-    """The run's warnings (logged here): one-class sets, and the audit's warning about --fake-only-jpeg.
-    ValueError when no image could be scored."""
+def _warnings(scored: Scored, fake_only_jpeg: int | None, seed: int = 0) -> list[str]:
+    """The run's warnings (logged here): one-class sets, and the audit's warning about --fake-only-jpeg, with the
+    metadata AUC it gives on a sample of the scored images. ValueError when no image could be scored."""
     if not scored.score_rows:
         raise ValueError("None of the images could be read; see the skipped files above.")
     warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
     if fake_only_jpeg is not None:
-        warnings.append(fake_only_jpeg_warning(int(fake_only_jpeg)))
+        warnings.append(measured_fake_only_jpeg_warning(scored.clean[0].records, int(fake_only_jpeg), seed))
         logger.warning(warnings[-1])
     return warnings
 
@@ -274,7 +274,7 @@ def evaluate(
     settings = {"model": str(model_dir), "threshold": threshold, "equalize": getattr(equalize, "name", None),
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision, "fake_only_jpeg": fake_only_jpeg}
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg),
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg, seed),
            "model": model, "identity": checkpoint_identity(model_dir, revision, model), "perturbations": perturbations}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
