@@ -23,14 +23,14 @@ def _evaluate(checkpoint, root, data, out, *extra):
 @pytest.fixture(scope="module")
 def runs(checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    data_a = make_cnndetection(root / "a", per_class=2)  # progan PNG fakes, stylegan JPEG fakes
+    data_a = make_cnndetection(root / "a", per_class=1)  # progan PNG fakes, stylegan JPEG fakes
     assert _evaluate(checkpoint, root, data_a, root / "out_a", "--webp-quality", "50", "--noise-sigma", "8",
                      "--center-crop", "0.8", "--social", "24:70", "--columns", "all") == 0
     data_b = root / "b"
     shutil.copytree(data_a, data_b)
     (data_b / "progan" / "0_real" / "000.png").rename(data_b / "progan" / "1_fake" / "relabelled.png")  # a label
-    (data_b / "stylegan" / "1_fake" / "001.jpg").unlink()  # a removed file
-    (data_b / "stylegan" / "0_real" / "001.png").rename(data_b / "stylegan" / "0_real" / "renamed.png")  # same bytes
+    (data_b / "stylegan" / "1_fake" / "000.jpg").unlink()  # a removed file
+    (data_b / "stylegan" / "0_real" / "000.png").rename(data_b / "stylegan" / "0_real" / "renamed.png")  # same bytes
     assert _evaluate(checkpoint, root, data_b, root / "out_b", "--no-plots", "--no-report") == 0
     data_c = root / "c"
     shutil.copytree(data_a, data_c)  # the same images elsewhere: the same run data
@@ -41,8 +41,8 @@ def runs(checkpoint, tmp_path_factory):
 def test_run_json_says_what_was_used_and_names_no_path(runs):
     run = json.loads((runs / "out_a" / "run.json").read_text())
     assert run["checkpoint"]["source"] == "local" and len(run["checkpoint"]["weights_sha256"]["model.safetensors"]) == 64
-    assert [(s["name"], s["images"], s["real"], s["fake"]) for s in run["sets"]] == [("progan", 4, 2, 2),
-                                                                                     ("stylegan", 4, 2, 2)]
+    assert [(s["name"], s["images"], s["real"], s["fake"]) for s in run["sets"]] == [("progan", 2, 1, 1),
+                                                                                     ("stylegan", 2, 1, 1)]
     members = json.loads((runs / "out_a" / "run-sets.json").read_text())["sets"]
     assert run["sets"][0]["sha256"] == set_fingerprint(members["progan"]["keys"],
                                                        [int(c) for c in members["progan"]["labels"]])["sha256"]
