@@ -2,9 +2,10 @@
 
 The data are one or more named sets (`item_cli.evaluation.sets`: repeated `--data NAME=PATH` or a protocol), or
 one unnamed folder grouped by its generators. For each condition (clean, then every `--jpeg-quality`,
-`--blur-sigma`, `--downscale`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
+`--blur-sigma`, `--downscale`, `--webp-quality`, `--noise-sigma`, `--center-crop`, `--social`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
 (each through the cache, so a second evaluation costs only the head) and scored. Per group: accuracy on real, on
-fake, at the threshold, AP, ROC-AUC and the oracle accuracy, plus a mean row (`metrics.mean_row`). Outputs in
+fake, at the threshold, AP, ROC-AUC, the oracle accuracy and the decision and calibration metrics (balanced ACC,
+ECE, NLL, Brier, EER, Pd@1/5/10 % FAR), plus a mean row (`metrics.mean_row`) and a worst row. Outputs in
 one folder:
 
     table.md, table.tex, table.csv   the results table as a paper prints it: sets in order, mean row, in %
@@ -13,6 +14,8 @@ one folder:
     metrics.md    Markdown tables: robustness summary, then per group per condition
     scores.csv    one row per (condition, image): set, score (full precision), prediction, caption and nouns
     per_generator.png, robustness.png   bar chart of the clean results; metric against perturbation strength
+    reliability.png   reliability diagram of the clean scores (15 equal-width bins of p(fake), with the ECE)
+    run.json, run-sets.json   what the run used, for `item evaluate --compare` (see `compare.py`)
     report.html, gallery/   the tables, the plots and the most confident mistakes as explanation pictures
     skipped.csv   every input file that gave no score, with the reason (only when there are some)
 """
@@ -53,7 +56,7 @@ from .tables import DEFAULT_COLUMNS, check_columns, write_tables
 logger = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md", "scores.csv", "per_generator.png", "robustness.png",
-                "table.md", "table.tex", "table.csv", "report.html")
+                "reliability.png", "table.md", "table.tex", "table.csv", "report.html", "run.json", "run-sets.json")
 MEAN_RULE = ("ACC averages every group; ACC real / ACC fake the groups with real / fake images; AP, ROC-AUC and "
              "oracle ACC only the groups with both classes.")
 
