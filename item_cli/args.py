@@ -16,8 +16,8 @@ def command_parser(prog: str, doc: str, parser_class=argparse.ArgumentParser, **
                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
 
-def add_model(parser, help: str = "ITEM checkpoint folder or Hub id") -> None:
-    parser.add_argument("--model", required=True, help=help)
+def add_model(parser, help: str = "ITEM checkpoint folder or Hub id", required: bool = True) -> None:
+    parser.add_argument("--model", required=required, help=help)
     parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
 
 

@@ -62,7 +62,7 @@ def test_the_table_keeps_the_protocol_order_and_the_mean_leaves_one_class_sets_o
     out, _, _ = protocol_run
     with open(out / "table.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row["condition"] == "clean"]
-    assert [row["set"] for row in rows] == [*ORDER, "mean"]
+    assert [row["set"] for row in rows] == [*ORDER, "mean", "worst"]
     by_set = {row["set"]: row for row in rows}
     assert by_set["onlyfake"]["one_class"] == "1" and by_set["onlyfake"]["ap"] == "" and by_set["zeta"]["one_class"] == "0"
     results = json.loads((out / "metrics.json").read_text())
@@ -100,7 +100,7 @@ def test_latex_is_well_formed(protocol_run):
     assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
     body = tex[tex.index("\\begin{tabular}"):tex.index("\\end{tabular}")]
     rows = [line for line in body.splitlines() if line.endswith("\\\\")]
-    assert len(rows) == 1 + len(ORDER) + 1 and all(row.count("&") == 4 for row in rows)  # header, sets, mean
+    assert len(rows) == 1 + len(ORDER) + 2 and all(row.count("&") == 4 for row in rows)  # header, sets, mean, worst
     assert rows[2].startswith("jpeg\\_50\\% & ") and rows[3].startswith("onlyfake$^\\dagger$ & ") and "--" in rows[3]
     for line in tex.splitlines():  # a bare % would comment out the rest of the line
         assert line.startswith("%") or not re.search(r"(?<!\\)%", line), line
@@ -147,7 +147,7 @@ def test_the_html_report_shows_the_confident_mistakes(protocol_run):
     assert checker.errors == [] and checker.stack == [] and page.startswith("<!DOCTYPE html>")
     assert "<script" not in page and "http:" not in page and "https:" not in page  # nothing fetched, no JavaScript
     assert all(url.startswith(("gallery/", "data:image/png;base64,")) for url in checker.urls)  # no external URL
-    assert sum(url.startswith("data:image/png") for url in checker.urls) == 1  # the per-set plot, embedded
+    assert sum(url.startswith("data:image/png") for url in checker.urls) == 2  # per-set and reliability plots, embedded
     # The expected mistakes, recomputed from scores.csv: per set, the 2 reals scored highest at or above the
     # threshold and the 2 fakes scored lowest below it.
     with open(out / "scores.csv") as handle:

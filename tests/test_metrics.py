@@ -78,7 +78,10 @@ def test_the_mean_row_rule_is_explicit_per_metric():
     assert mean["ap"] == pytest.approx((0.8333333333333333 + 1.0) / 2)  # AP: the two-class sets only
     assert mean["acc_fake"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)  # sets with fakes
     assert mean["acc_real"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)  # sets with reals
-    assert mean["averaged"] == {"acc_real": 3, "acc_fake": 3, "acc": 4, "ap": 2, "roc_auc": 2, "oracle_acc": 2}
+    assert mean["averaged"] == {"acc_real": 3, "acc_fake": 3, "acc": 4, "ap": 2, "roc_auc": 2, "oracle_acc": 2,
+                                "balanced_acc": 2, "ece": 4, "nll": 4, "brier": 4, "eer": 2, "pd_at_far_1": 2,
+                                "pd_at_far_5": 2, "pd_at_far_10": 2}
+    assert mean["min_acc"] == 0.5 and mean["min_acc_group"] == "progan"  # DDA's minimum accuracy over sets
     assert mean["left_out"]["ap"] == ["guided", "sitd"] and mean["left_out"]["acc"] == []
     assert mean["left_out"]["acc_real"] == ["guided"] and mean["n_real"] == 5 and mean["n_fake"] == 6
     assert math.isnan(mean_row({"guided": rows["guided"]})["ap"])  # nothing to average: NaN, not 0

@@ -26,7 +26,8 @@ def _make_folders(root, protocol):
 
 
 def test_builtin_protocols_keep_the_papers_order():
-    assert list_protocols() == ["cnndetection_progan4", "genimage", "universalfakedetect"]
+    assert list_protocols() == ["aigenbench", "chameleon", "cnndetection_progan4", "communityforensics_eval", "genimage",
+                                "synthbuster", "synthwildx", "universalfakedetect", "wildrf"]
     ufd = load_protocol("universalfakedetect")
     assert [s.name for s in ufd.select("test")] == UFD_ORDER and ufd.root is None
     guided = ufd.sets[UFD_ORDER.index("guided")]

@@ -49,7 +49,8 @@ def run(args) -> int:
     equalize = parse_equalize(args.equalize)
     with tempfile.TemporaryDirectory(prefix="item-audit-manifests-") as scratch:
         manifests = Path(args.output) / "manifests" if args.output else Path(scratch)
-        sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role, manifests)
+        sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role, manifests,
+                                             until=args.until)
         loaded = load_sets(sets, args.layout, args.split, args.generator, args.max_per_class, args.seed, protocol)
     require_labels(loaded.records, "the audit")
     report_skipped(loaded.skipped)

@@ -10,6 +10,11 @@ explanation pictures (gallery/); prints table.md.
     item evaluate --model M --data progan=/data/progan --data sd15=/data/sd15.csv --max-per-class 1000
     item evaluate --model M --protocol universalfakedetect --protocol-root ~/UniversalFakeDetect --jpeg-quality 75
     item evaluate --model M --data /data/genimage_val --equalize jpeg:95 --columns acc_real acc_fake acc ap
+    item evaluate --model M --data wild=/data/wild --webp-quality 90 75 --noise-sigma 5 --social 1080:85 --columns all
+    item evaluate --compare lab_a/run.json lab_b/run.json   # same images and labels? exit 0 if so, 1 if not
+
+Every run writes run.json (the checkpoint's identity, each set's fingerprint, the perturbations, threshold,
+seed and library versions) and run-sets.json (each set's content keys and labels), which --compare reads.
 """
 
 from pathlib import Path
@@ -21,25 +26,39 @@ from ..data import Skipped
 
 def build_parser(prog):
     from ..evaluation.sets import add_set_arguments
-    from ..evaluation.tables import DEFAULT_COLUMNS, TABLE_COLUMNS
+    from ..evaluation.tables import ALL_COLUMNS, DEFAULT_COLUMNS, TABLE_COLUMNS
 
     parser = command_parser(prog, __doc__)
-    add_model(parser)
+    add_model(parser, required=False)  # required unless --compare (checked in run)
     add_set_arguments(parser)
     parser.add_argument("--output", default="item-evaluation", help="folder for the result files")
     parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q", help="JPEG qualities, e.g. 95 75 50 30")
     parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S", help="Gaussian blur sigmas in pixels, e.g. 1 2 3")
     parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F", help="down-scaling factors, e.g. 0.5")
+    parser.add_argument("--webp-quality", type=int, nargs="*", default=[], metavar="Q", help="WebP qualities, e.g. 90 75 50")
+    parser.add_argument("--noise-sigma", type=float, nargs="*", default=[], metavar="S",
+                        help="additive Gaussian noise sigmas in 0-255 pixel units, e.g. 3 5 10 (seeded with --seed)")
+    parser.add_argument("--center-crop", type=float, nargs="*", default=[], metavar="F",
+                        help="centre crops keeping this fraction of each side, e.g. 0.9 0.7 0.5")
+    parser.add_argument("--social", nargs="*", default=[], metavar="SIDE:Q",
+                        help="social-network chain: down-scale to this long side, then JPEG at Q, e.g. 1080:85 720:70")
+    parser.add_argument("--fake-only-jpeg", type=int, default=None, metavar="Q",
+                        help="JPEG-compress the FAKE images only at quality Q (the disputed 'JPEG 96 on the fakes' "
+                             "condition); it puts a format difference between the classes (a warning says so)")
+    parser.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                        help="compare two runs' run.json files (or output folders): same images and labels? which sets "
+                             "differ, by how many files; nothing is evaluated")
     parser.add_argument("--equalize", default=None, metavar="jpeg:Q",
                         help="re-encode every image alike before anything else (e.g. jpeg:95), so that no file-format "
                              "difference between real and fake survives; applied before the perturbations")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the checkpoint's)")
     parser.add_argument("--max-per-class", type=positive_int, default=None, metavar="N",
                         help="keep a seeded, balanced sample of up to N real and N fake images per set")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
-    parser.add_argument("--columns", nargs="+", choices=TABLE_COLUMNS, default=list(DEFAULT_COLUMNS), metavar="METRIC",
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample and of --noise-sigma")
+    parser.add_argument("--columns", nargs="+", choices=(*TABLE_COLUMNS, ALL_COLUMNS), default=list(DEFAULT_COLUMNS),
+                        metavar="METRIC",
                         help=f"metric columns of table.md/.tex/.csv, in order (default {' '.join(DEFAULT_COLUMNS)}; "
-                             f"choices {' '.join(TABLE_COLUMNS)})")
+                             f"choices {' '.join(TABLE_COLUMNS)}, or {ALL_COLUMNS})")
     parser.add_argument("--gallery-size", type=int, default=6, metavar="K",
                         help="most confident false positives and false negatives shown per set in report.html (0: none)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery of explanation pictures")
@@ -53,13 +72,20 @@ def run(args) -> int:
     from ..evaluation.evaluate import evaluate
     from ..evaluation.sets import sets_from_arguments
 
+    if args.compare:
+        return _compare(args.compare)
+    if not args.model:
+        raise ValueError("--model is required (the checkpoint to evaluate), unless you --compare two runs.")
     if args.gallery_size < 0:
         raise ValueError(f"--gallery-size {args.gallery_size}: pass 0 (no gallery) or a positive number, e.g. 6.")
     equalize = parse_equalize(args.equalize)
-    perturbations = perturbations_from_args(args.jpeg_quality, args.blur_sigma, args.downscale)
+    perturbations = perturbations_from_args(args.jpeg_quality, args.blur_sigma, args.downscale, args.webp_quality,
+                                            args.noise_sigma, args.center_crop, args.social, seed=args.seed)
+    if args.fake_only_jpeg is not None and not 1 <= args.fake_only_jpeg <= 100:
+        raise ValueError(f"--fake-only-jpeg {args.fake_only_jpeg}: pass a JPEG quality from 1 to 100, e.g. 96.")
     output = Path(args.output)
     sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role,
-                                         manifest_dir=output / "manifests")
+                                         manifest_dir=output / "manifests", until=args.until)
     cache = cache_options(args)
     results = evaluate(
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
@@ -67,7 +93,7 @@ def run(args) -> int:
         storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
         decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
-        gallery_size=args.gallery_size, protocol=protocol,
+        gallery_size=args.gallery_size, protocol=protocol, fake_only_jpeg=args.fake_only_jpeg,
     )
     if results is None:  # a non-main process under accelerate launch
         return 0
@@ -75,3 +101,12 @@ def run(args) -> int:
     emit((output / "table.md").read_text())
     status(f"wrote {', '.join(results['files'])} to {args.output}")
     return 0
+
+
+def _compare(paths) -> int:
+    """Print how two runs differ; exit 0 when they used the same images and labels, 1 when not."""
+    from ..evaluation.compare import compare_runs, describe_comparison
+
+    result = compare_runs(*paths)
+    emit(describe_comparison(result))
+    return 0 if result["same_data"] else 1

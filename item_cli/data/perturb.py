@@ -1,8 +1,13 @@
 """Image perturbations: the field's test-time robustness conditions and train-time augmentation.
 
 Test time (AIGCDetectBenchmark, CNNDetection, UniversalFakeDetect): JPEG re-compression at a quality,
-Gaussian blur of a standard deviation, down-scaling by a factor. Each is deterministic and applied to the
-image before anything else sees it (captioner, detector and backbone alike).
+Gaussian blur of a standard deviation, down-scaling by a factor; and what images meet on the way to a viewer:
+WebP compression at a quality, additive Gaussian noise of a standard deviation (in 0-255 pixel units), a centre
+crop keeping a fraction of each side, and a "social network" chain (down-scale so that the long side is at most
+N pixels, then JPEG at a quality). Each is deterministic (the noise is drawn from a generator seeded by the
+perturbation's seed and the image's pixels, so an image gets the same noise on every run) and applied to the
+image before anything else sees it (captioner, detector and backbone alike). A perturbation's `name` holds
+every setting (`noise_s5_seed0`, `social_l1080_q85`): it is what the cache keys hold.
 
 Equalization (`--equalize jpeg:95`, train and test time): every image, real or fake, is re-encoded the same way
 before anything sees it, so that a difference in file format or compression between the classes (PNG fakes
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
-PERTURBATION_KINDS = ("jpeg", "blur", "downscale", "equalize")
+PERTURBATION_KINDS = ("jpeg", "blur", "downscale", "webp", "noise", "crop", "social", "equalize")
 EQUALIZE_FORMATS = ("jpeg",)
 
 
@@ -60,16 +65,79 @@ def downscale(image: Image.Image, factor: float) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
+def encode_webp(image: Image.Image, quality: int) -> bytes:
+    """The bytes of `image` saved as a lossy WebP of `quality` (1-100, PIL's libwebp encoder), as RGB, no metadata."""
+    if isinstance(quality, bool) or not 1 <= int(quality) <= 100 or int(quality) != quality:
+        raise ValueError(f"WebP quality {quality!r} is out of range; pass an integer from 1 to 100 (e.g. 90 75 50).")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="WEBP", quality=int(quality), method=4)
+    return buffer.getvalue()
+
+
+def webp(image: Image.Image, quality: int) -> Image.Image:
+    """Re-compress `image` as a lossy WebP of `quality` (see `encode_webp`) and decode it."""
+    with Image.open(io.BytesIO(encode_webp(image, quality))) as decoded:
+        return decoded.convert("RGB")
+
+
+def gaussian_noise(image: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    """Add Gaussian noise of standard deviation `sigma` (0-255 pixel units) to every channel, round and clip.
+
+    The noise comes from a generator seeded by `seed` and the image's pixels: the same image and seed always
+    get the same noise, different images different noise. sigma 0 returns an RGB copy.
+    """
+    import zlib
+
+    import numpy as np
+
+    if not sigma >= 0:
+        raise ValueError(f"Noise sigma {sigma!r} is negative; pass a standard deviation in pixel units >= 0 (e.g. 3 5 10).")
+    rgb = image.convert("RGB")
+    if sigma == 0:
+        return rgb.copy()
+    pixels = np.asarray(rgb, dtype=np.float64)
+    rng = np.random.default_rng([int(seed), zlib.crc32(rgb.tobytes()), rgb.width, rgb.height])
+    noisy = np.clip(np.rint(pixels + rng.normal(0.0, float(sigma), pixels.shape)), 0, 255).astype(np.uint8)
+    return Image.fromarray(noisy, mode="RGB")
+
+
+def center_crop(image: Image.Image, fraction: float) -> Image.Image:
+    """The centre of `image` keeping `fraction` (0 < fraction <= 1) of each side; each side at least 1 pixel."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"Centre-crop fraction {fraction!r} is out of range; pass a fraction of each side in (0, 1], "
+                         "e.g. 0.9 0.7 0.5.")
+    width, height = image.size
+    new_width, new_height = max(1, round(width * fraction)), max(1, round(height * fraction))
+    left, top = (width - new_width) // 2, (height - new_height) // 2
+    return image.crop((left, top, left + new_width, top + new_height))
+
+
+def social_chain(image: Image.Image, long_side: int, quality: int) -> Image.Image:
+    """What a social network does to an upload: down-scale (bicubic) so that the longer side is at most
+    `long_side` pixels (never up-scale), then re-compress as a JPEG of `quality`."""
+    if isinstance(long_side, bool) or int(long_side) != long_side or long_side < 1:
+        raise ValueError(f"Social-network long side {long_side!r}; pass a positive number of pixels, e.g. 1080.")
+    width, height = image.size
+    if max(width, height) > long_side:
+        scale = long_side / max(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
+    return jpeg(image, quality)
+
+
 @dataclass(frozen=True)
 class Perturbation:
     """One image transformation applied before anything sees the image, e.g. Perturbation("jpeg", 75).
 
-    Kinds: "jpeg" (quality), "blur" (sigma in pixels), "downscale" (factor) are the test-time conditions;
-    "equalize" (JPEG quality) re-encodes every image of both classes alike (see `parse_equalize`).
+    Kinds: "jpeg" (quality), "blur" (sigma in pixels), "downscale" (factor), "webp" (quality), "noise" (sigma in
+    0-255 pixel units; `seed` seeds it), "crop" (centre-crop fraction of each side) and "social" (JPEG quality,
+    after a down-scale to the long side `long_side`) are the test-time conditions; "equalize" (JPEG quality)
+    re-encodes every image of both classes alike (see `parse_equalize`).
     """
 
     kind: str
     value: float
+    seed: int = 0  # "noise" only
+    long_side: int = 0  # "social" only: the longest side, in pixels, before the JPEG
 
     def __post_init__(self):
         if self.kind not in PERTURBATION_KINDS:
@@ -79,10 +147,22 @@ class Perturbation:
 
     @property
     def name(self) -> str:
-        """Stable name used in file names, tables and cache keys: jpeg_q75, blur_s2, downscale_x0.5, equalize_jpeg95."""
+        """Stable name used in file names, tables and cache keys, holding every setting: jpeg_q75, blur_s2,
+        downscale_x0.5, webp_q75, noise_s5_seed0, crop_x0.8, social_l1080_q85, equalize_jpeg95."""
         value = f"{self.value:g}"
         return {"jpeg": f"jpeg_q{value}", "blur": f"blur_s{value}", "downscale": f"downscale_x{value}",
-                "equalize": f"equalize_jpeg{value}"}[self.kind]
+                "webp": f"webp_q{value}", "noise": f"noise_s{value}_seed{self.seed}", "crop": f"crop_x{value}",
+                "social": f"social_l{self.long_side}_q{value}", "equalize": f"equalize_jpeg{value}"}[self.kind]
+
+    @property
+    def settings(self) -> dict:
+        """The settings as a dict (run.json's perturbations)."""
+        out = {"kind": self.kind, "value": self.value}
+        if self.kind == "noise":
+            out["seed"] = self.seed
+        if self.kind == "social":
+            out["long_side"] = self.long_side
+        return out
 
     def encode(self, image: Image.Image) -> bytes:
         """The file an "equalize" perturbation turns `image` into (what `item audit --equalize` inspects)."""
@@ -95,15 +175,42 @@ class Perturbation:
             return jpeg(image, int(self.value))
         if self.kind == "blur":
             return gaussian_blur(image, float(self.value))
+        if self.kind == "webp":
+            return webp(image, int(self.value))
+        if self.kind == "noise":
+            return gaussian_noise(image, float(self.value), self.seed)
+        if self.kind == "crop":
+            return center_crop(image, float(self.value))
+        if self.kind == "social":
+            return social_chain(image, self.long_side, int(self.value))
         return downscale(image, float(self.value))
 
 
-def perturbations_from_args(jpeg_quality=(), blur_sigma=(), downscale_factor=()) -> list[Perturbation]:
-    """The conditions named by `--jpeg-quality`, `--blur-sigma` and `--downscale`, in that order."""
+def parse_social(text: str) -> Perturbation:
+    """`--social 1080:85` (long side 1080 pixels, then JPEG 85) -> Perturbation("social", 85, long_side=1080)."""
+    side, separator, quality = str(text).strip().partition(":")
+    try:
+        long_side, value = int(side), int(quality)
+    except ValueError:
+        raise ValueError(f"--social {text!r}: write LONG_SIDE:JPEG_QUALITY with two integers, e.g. 1080:85.") from None
+    if not separator or long_side < 1 or not 1 <= value <= 100:
+        raise ValueError(f"--social {text!r}: write LONG_SIDE:JPEG_QUALITY, a positive long side in pixels and a JPEG "
+                         "quality from 1 to 100, e.g. 1080:85.")
+    return Perturbation("social", value, long_side=long_side)
+
+
+def perturbations_from_args(jpeg_quality=(), blur_sigma=(), downscale_factor=(), webp_quality=(), noise_sigma=(),
+                            center_crop_fraction=(), social=(), seed: int = 0) -> list[Perturbation]:
+    """The conditions named by `--jpeg-quality`, `--blur-sigma`, `--downscale`, `--webp-quality`, `--noise-sigma`
+    (seeded with `seed`), `--center-crop` and `--social LONG_SIDE:QUALITY`, in that order."""
     return (
         [Perturbation("jpeg", int(q)) for q in jpeg_quality or ()]
         + [Perturbation("blur", float(s)) for s in blur_sigma or ()]
         + [Perturbation("downscale", float(f)) for f in downscale_factor or ()]
+        + [Perturbation("webp", int(q)) for q in webp_quality or ()]
+        + [Perturbation("noise", float(s), seed=int(seed)) for s in noise_sigma or ()]
+        + [Perturbation("crop", float(f)) for f in center_crop_fraction or ()]
+        + [parse_social(text) for text in social or ()]
     )
 
 
@@ -145,6 +252,10 @@ class Composed:
     @property
     def value(self) -> float:
         return self.steps[-1].value
+
+    @property
+    def settings(self) -> dict:
+        return self.steps[-1].settings
 
     def __call__(self, image: Image.Image) -> Image.Image:
         for step in self.steps:

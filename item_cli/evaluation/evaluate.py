@@ -2,10 +2,11 @@
 
 The data are one or more named sets (`item_cli.evaluation.sets`: repeated `--data NAME=PATH` or a protocol), or
 one unnamed folder grouped by its generators. For each condition (clean, then every `--jpeg-quality`,
-`--blur-sigma`, `--downscale`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
+`--blur-sigma`, `--downscale`, `--webp-quality`, `--noise-sigma`, `--center-crop`, `--social`), every image is equalized (`--equalize`, if given), perturbed, annotated, embedded
 (each through the cache, so a second evaluation costs only the head) and scored. Per group: accuracy on real, on
-fake, at the threshold, AP, ROC-AUC and the oracle accuracy, plus a mean row (`metrics.mean_row`); when the
-checkpoint has an unsure band, also coverage and accuracy on the covered images (`abstention`). Outputs in
+fake, at the threshold, AP, ROC-AUC, the oracle accuracy and the decision and calibration metrics (balanced ACC,
+ECE, NLL, Brier, EER, Pd@1/5/10 % FAR), plus a mean row (`metrics.mean_row`) and a worst row; when the checkpoint
+has an unsure band, also coverage and accuracy on the covered images (`abstention`). Outputs in
 one folder:
 
     table.md, table.tex, table.csv   the results table as a paper prints it: sets in order, mean row, in %
@@ -14,6 +15,8 @@ one folder:
     metrics.md    Markdown tables: robustness summary, then per group per condition
     scores.csv    one row per (condition, image): set, score (full precision), prediction, caption and nouns
     per_generator.png, robustness.png   bar chart of the clean results; metric against perturbation strength
+    reliability.png   reliability diagram of the clean scores (15 equal-width bins of p(fake), with the ECE)
+    run.json, run-sets.json   what the run used, for `item evaluate --compare` (see `compare.py`)
     report.html, gallery/   the tables, the plots and the most confident mistakes as explanation pictures
     skipped.csv   every input file that gave no score, with the reason (only when there are some)
 """
@@ -28,20 +31,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import FrozenRows, frozen_rows, process_state
+from ..cache import FeatureArrays, FrozenRows, frozen_rows, process_state
 from ..checkpoint import load_checkpoint
 from ..data import LABEL_NAMES, require_labels
 from ..data.perturb import Perturbation, compose
+from ..audit.formats import measured_fake_only_jpeg_warning
 from .abstention import BAND_COLUMNS, add_band_columns
+from .compare import build_run, checkpoint_identity, write_run
 from .gallery import draw_gallery, gallery_entries
 from .html_report import render_report
-from .metrics import detection_metrics, mean_row, one_class
+from .metrics import METRIC_DEFINITIONS, detection_metrics, mean_row, one_class, worst_row
 from .report import (
     CLEAN,
     MEAN,
     json_ready,
     markdown_report,
     plot_per_generator,
+    plot_reliability,
     plot_robustness,
     write_metrics_csv,
     write_rows_csv,
@@ -52,7 +58,7 @@ from .tables import DEFAULT_COLUMNS, check_columns, write_tables
 logger = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("metrics.csv", "metrics.json", "metrics.md", "scores.csv", "per_generator.png", "robustness.png",
-                "table.md", "table.tex", "table.csv", "report.html")
+                "reliability.png", "table.md", "table.tex", "table.csv", "report.html", "run.json", "run-sets.json")
 MEAN_RULE = ("ACC averages every group; ACC real / ACC fake the groups with real / fake images; AP, ROC-AUC and "
              "oracle ACC only the groups with both classes.")
 
@@ -76,10 +82,37 @@ def head_scores(model, rows: FrozenRows, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def score(model, processor, records, perturbation=None, state=None, **cache) -> tuple[FrozenRows, np.ndarray]:
-    """(scored rows, fake probabilities): the cached frozen work for this condition, then the head."""
-    rows = frozen_rows(records, processor, model, perturbation=perturbation, state=state, **cache)
+def score(model, processor, records, perturbation=None, state=None, fake_perturbation=None,
+          **cache) -> tuple[FrozenRows, np.ndarray]:
+    """(scored rows, fake probabilities): the cached frozen work for this condition, then the head.
+
+    `fake_perturbation`, when given, replaces `perturbation` for the fake images only (`--fake-only-jpeg`); the
+    rows come back in the records' order either way.
+    """
+    if fake_perturbation is None:
+        rows = frozen_rows(records, processor, model, perturbation=perturbation, state=state, **cache)
+        return rows, head_scores(model, rows)
+    parts = [frozen_rows(part, processor, model, perturbation=treatment, state=state, **cache)
+             for part, treatment in (([r for r in records if r.label != 1], perturbation),
+                                     ([r for r in records if r.label == 1], fake_perturbation)) if part]
+    rows = parts[0] if len(parts) == 1 else _joined(parts[0], parts[1], records)
     return rows, head_scores(model, rows)
+
+
+def _joined(first: FrozenRows, second: FrozenRows, records) -> FrozenRows:
+    """Two FrozenRows as one, in the order of `records` (each record object appears in one of them)."""
+    features = None
+    if first.features is not None and second.features is not None:
+        shifted = second.features.locations + np.array([len(first.features.sources), 0], dtype=np.int64)
+        locations = np.concatenate([first.features.locations, shifted]) if len(shifted) else first.features.locations
+        features = FeatureArrays(first.features.sources + second.features.sources, locations)
+    both = FrozenRows(first.records + second.records, first.keys + second.keys, first.annotations + second.annotations,
+                      features)
+    position = {id(record): index for index, record in enumerate(records)}
+    order = sorted(range(len(both)), key=lambda index: position[id(both.records[index])])
+    joined = both.select(order)
+    joined.skipped = first.skipped + second.skipped
+    return joined
 
 
 def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float,
@@ -117,13 +150,17 @@ def _as_sets(data) -> list[EvalSet]:
     return sets
 
 
-def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equalize, threshold, state, cache) -> Scored:
-    """Score every condition (equalize, then the condition's perturbation; the composed name keys the cache)."""
+def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equalize, threshold, state, cache,
+                      fake_only_jpeg: Perturbation | None = None) -> Scored:
+    """Score every condition (equalize, then the condition's perturbation; the composed name keys the cache).
+    With `fake_only_jpeg`, the fake images are JPEG-compressed first (before equalize and the perturbation)."""
     scored = Scored(skipped=list(loaded.skipped))
     order = [item.name for item in loaded.sets] if loaded.named else None
     for perturbation in [None, *perturbations]:
         name = CLEAN if perturbation is None else perturbation.name
-        rows, scores = score(model, processor, loaded.records, compose(equalize, perturbation), state, **cache)
+        treatment = compose(equalize, perturbation)
+        for_fakes = None if fake_only_jpeg is None else compose(fake_only_jpeg, equalize, perturbation)
+        rows, scores = score(model, processor, loaded.records, treatment, state, for_fakes, **cache)
         if perturbation is None:
             scored.skipped += rows.skipped
         if not state.is_main_process:
@@ -132,10 +169,13 @@ def _score_conditions(model, processor, loaded: LoadedSets, perturbations, equal
             scored.clean = (rows, scores)
         scored.images = scored.images or len(rows)
         groups = np.asarray(rows.column("generator"), dtype=object)
+        table = generator_table(rows.labels, scores, groups, threshold, order, model.config.unsure_band)
         scored.conditions[name] = {
             "perturbation": None if perturbation is None else perturbation.kind,
             "strength": None if perturbation is None else perturbation.value,
-            "generators": generator_table(rows.labels, scores, groups, threshold, order, model.config.unsure_band),
+            "settings": None if perturbation is None else perturbation.settings,
+            "generators": table,
+            "worst": worst_row({group: row for group, row in table.items() if group != MEAN}),
         }
         scored.score_rows += _score_rows(name, rows, scores, threshold, loaded)
     return scored
@@ -151,6 +191,25 @@ def _warn_one_class(table: dict) -> list[str]:
                             "(its ACC still counts in the mean ACC).")
             logger.warning(messages[-1])
     return messages
+
+
+def _check_records(loaded: LoadedSets) -> None:
+    """Every record labelled, and no generator named like the mean row."""
+    require_labels(loaded.records, "evaluation")
+    if any(record.generator == MEAN for record in loaded.records):
+        raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
+
+
+def _warnings(scored: Scored, fake_only_jpeg: int | None, seed: int = 0) -> list[str]:
+    """The run's warnings (logged here): one-class sets, and the audit's warning about --fake-only-jpeg, with the
+    metadata AUC it gives on a sample of the scored images. ValueError when no image could be scored."""
+    if not scored.score_rows:
+        raise ValueError("None of the images could be read; see the skipped files above.")
+    warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
+    if fake_only_jpeg is not None:
+        warnings.append(measured_fake_only_jpeg_warning(scored.clean[0].records, int(fake_only_jpeg), seed))
+        logger.warning(warnings[-1])
+    return warnings
 
 
 def _check_options(threshold, gallery_size, equalize, columns) -> tuple[str, ...]:
@@ -200,6 +259,7 @@ def evaluate(
     report: bool = True,
     gallery_size: int = 6,
     protocol: str | None = None,
+    fake_only_jpeg: int | None = None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
@@ -210,6 +270,7 @@ def evaluate(
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
+        fake_only_jpeg: JPEG-compress the fake images only, at this quality, first (a format shortcut: warned).
 
     Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
@@ -218,23 +279,20 @@ def evaluate(
     columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
     loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
-    require_labels(loaded.records, "evaluation")
-    if any(record.generator == MEAN for record in loaded.records):
-        raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
+    _check_records(loaded)
     model, processor = load_checkpoint(model_dir, revision)
     threshold, columns = _model_settings(model.config, threshold, columns)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
                  decode_timeout_s=decode_timeout_s)
-    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache)
+    scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache,
+                               None if fake_only_jpeg is None else Perturbation("jpeg", int(fake_only_jpeg)))
     if not state.is_main_process:
         return None
-    if not scored.score_rows:
-        raise ValueError("None of the images could be read; see the skipped files above.")
-    settings = {"model": str(model_dir), "threshold": threshold, "equalize": None if equalize is None else equalize.name,
+    settings = {"model": str(model_dir), "threshold": threshold, "equalize": getattr(equalize, "name", None),
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
-                "revision": revision}
-    warnings = _warn_one_class(scored.conditions[CLEAN]["generators"])
-    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": warnings, "model": model}
+                "revision": revision, "fake_only_jpeg": fake_only_jpeg}
+    run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg, seed),
+           "model": model, "identity": checkpoint_identity(model_dir, revision, model), "perturbations": perturbations}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 
@@ -273,21 +331,53 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
         write_rows_csv([{"path": item.path, "reason": item.reason} for item in scored.skipped], output / "skipped.csv")
         files.append("skipped.csv")
     if plots:
-        plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
-                           f"{title} (clean, threshold {threshold:.3g})")
-        plot_robustness(conditions, output / "robustness.png")
-        files += ["per_generator.png", "robustness.png"]
+        files += _write_plots(output, run, title)
+    files += _write_run(output, run)
     if report:
         files += _write_report(output, run, title, gallery_size, equalize)
     results = {
         **settings, "data": [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets],
         "grouped_by": "set" if loaded.named else "generator", "images": scored.images, "mean_rule": MEAN_RULE,
-        "warnings": run["warnings"], "conditions": conditions,
+        "metric_definitions": METRIC_DEFINITIONS, "warnings": run["warnings"], "conditions": conditions,
         "skipped": [{"path": item.path, "reason": item.reason} for item in scored.skipped],
         "files": files + ["metrics.json"],
     }
     (output / "metrics.json").write_text(json.dumps(json_ready(results), indent=2) + "\n")
     return results
+
+
+def _write_plots(output: Path, run: dict, title: str) -> list[str]:
+    """per_generator.png, robustness.png and reliability.png; none (one logged line) without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.warning("matplotlib is not installed: no PNG plots (pip install 'item-detector[eval]').")
+        return []
+    conditions, threshold = run["scored"].conditions, run["settings"]["threshold"]
+    plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
+                       f"{title} (clean, threshold {threshold:.3g})")
+    plot_robustness(conditions, output / "robustness.png")
+    rows, scores = run["scored"].clean
+    plot_reliability(rows.labels, scores, output / "reliability.png", f"{title} (clean)")
+    return ["per_generator.png", "robustness.png", "reliability.png"]
+
+
+def _write_run(output: Path, run: dict) -> list[str]:
+    """run.json and run-sets.json: what the run used, for `item evaluate --compare` (see `compare.py`)."""
+    loaded, (rows, _), settings = run["loaded"], run["scored"].clean, run["settings"]
+    members = {item.name: ([], []) for item in loaded.sets}
+    for record, key in zip(rows.records, rows.keys):
+        keys, labels = members[loaded.set_of(record)]
+        keys.append(key)
+        labels.append(record.label)
+    skipped = {}
+    for item in run["scored"].skipped:  # a skipped file is counted under the set whose folder holds it
+        owner = next((s.name for s in loaded.sets if Path(item.path).is_relative_to(Path(s.path))), "")
+        skipped[owner] = skipped.get(owner, 0) + 1
+    chosen = {key: settings[key] for key in ("threshold", "seed", "max_per_class", "equalize", "fake_only_jpeg",
+                                              "protocol")}
+    content, sets = build_run(run["identity"], members, [p.settings for p in run["perturbations"]], chosen, skipped)
+    return write_run(output, content, sets)
 
 
 def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize) -> list[str]:

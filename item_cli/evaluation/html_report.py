@@ -15,9 +15,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .gallery import GALLERY_FOLDER, KINDS, Mistake
-from .metrics import METRIC_COLUMNS, one_class
-from .report import MEAN
-from .tables import DAGGER, TITLES, percent, table_note
+from .metrics import METRIC_COLUMNS, one_class, worst_row
+from .report import MEAN, TITLES, format_metric
+from .tables import DAGGER, table_note
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 80rem; }
@@ -39,8 +39,8 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _cell(value) -> str:
-    return percent(value) or "-"
+def _cell(value, key: str = "acc") -> str:
+    return format_metric(key, value) or "-"
 
 
 def _results_table(condition: dict, columns: tuple[str, ...], threshold: float) -> list[str]:
@@ -51,10 +51,15 @@ def _results_table(condition: dict, columns: tuple[str, ...], threshold: float) 
             continue
         mark = f" {DAGGER}" if one_class(row) else ""
         lines.append(f"<tr><td>{_e(group)}{mark}</td><td>{row['n_real']}</td><td>{row['n_fake']}</td>"
-                     + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>")
+                     + "".join(f"<td>{_cell(row[c], c)}</td>" for c in columns) + "</tr>")
     mean = condition["generators"][MEAN]
     lines.append(f"<tr class=\"mean\"><td>mean</td><td>{mean['n_real']}</td><td>{mean['n_fake']}</td>"
-                 + "".join(f"<td>{_cell(mean[c])}</td>" for c in columns) + "</tr>")
+                 + "".join(f"<td>{_cell(mean[c], c)}</td>" for c in columns) + "</tr>")
+    groups = {name: row for name, row in condition["generators"].items() if name != MEAN}
+    if len(groups) > 1:
+        worst = worst_row(groups)
+        lines.append("<tr><td><em>worst</em></td><td></td><td></td>"
+                     + "".join(f"<td>{_cell(worst[c], c)}</td>" for c in columns) + "</tr>")
     lines += ["</tbody>", "</table>",
               f"<p class=\"note\">{_e(table_note(condition, columns))} Threshold {threshold:.4g}.</p>"]
     return lines
@@ -106,7 +111,7 @@ def _metrics_table(condition: dict) -> list[str]:
         css = " class=\"mean\"" if group == MEAN else ""
         oracle = row["oracle_threshold"]
         lines.append(f"<tr{css}><td>{_e(group)}</td><td>{row['n_real']}</td><td>{row['n_fake']}</td>"
-                     + "".join(f"<td>{_cell(row[c])}</td>" for c in METRIC_COLUMNS)
+                     + "".join(f"<td>{_cell(row[c], c)}</td>" for c in METRIC_COLUMNS)
                      + f"<td>{'-' if math.isnan(oracle) else f'{oracle:.4g}'}</td></tr>")
     return lines + ["</tbody>", "</table>"]
 
@@ -120,6 +125,7 @@ def render_report(title: str, settings: dict, conditions: dict, columns: tuple[s
     for name, condition in conditions.items():
         body += [f"<h2>Results: {_e(name)}</h2>", *_results_table(condition, columns, threshold)]
     body += ["<h2>Plots</h2>", *_plot(output / "per_generator.png", "Per set (clean)")]
+    body += _plot(output / "reliability.png", "Reliability diagram (clean)")
     if len(conditions) > 1:  # with the clean condition alone the robustness plot is empty
         body += _plot(output / "robustness.png", "Robustness")
     if mistakes is not None:

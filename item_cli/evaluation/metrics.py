@@ -1,8 +1,8 @@
 """Detection metrics as the field reports them, and decision-threshold selection.
 
 Labels are 0 = real, 1 = fake; scores are fake probabilities; an image is called fake when its score is at
-or above the threshold. `average_precision` and `roc_auc` compute what scikit-learn's
-`average_precision_score` and `roc_auc_score` compute (tested against both), without needing it.
+or above the threshold. The ranking and probability metrics are scikit-learn's (imported where used, so
+that importing this module stays cheap); calibration and decision metrics are in `calibration.py`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,13 @@ import math
 
 import numpy as np
 
+from .calibration import ECE_BINS, FAR_TARGETS, decision_metrics, label_score_arrays
+
 THRESHOLD_METHODS = ("balanced", "fpr")
 
 
 def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.shape != scores.shape:
-        raise ValueError(f"Got {labels.size} labels but {scores.size} scores; pass one score per label.")
-    if labels.size and not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"Labels must be 0 (real) or 1 (fake); got {sorted(set(labels.tolist()) - {0, 1})}.")
-    if np.isnan(scores).any():
-        raise ValueError("Scores contain NaN; every image needs a fake probability.")
-    return labels, scores
+    return label_score_arrays(labels, scores)
 
 
 def accuracy_real(labels, scores, threshold: float = 0.5) -> float:
@@ -47,45 +41,25 @@ def accuracy(labels, scores, threshold: float = 0.5) -> float:
 
 
 def average_precision(labels, scores) -> float:
-    """Average precision, sum over thresholds of (R_n - R_{n-1}) * P_n, as scikit-learn computes it.
+    """Average precision as scikit-learn's `average_precision_score` computes it (sum over thresholds of
+    (R_n - R_{n-1}) * P_n, tied scores one threshold, no interpolation). NaN when there is no fake image."""
+    from sklearn.metrics import average_precision_score
 
-    Tied scores form one threshold (no interpolation). NaN when there is no fake image.
-    """
     labels, scores = _arrays(labels, scores)
-    positives = labels.sum()
-    if positives == 0:
+    if labels.sum() == 0:
         return math.nan
-    order = np.argsort(-scores, kind="mergesort")
-    labels, scores = labels[order], scores[order]
-    # The last index of each run of tied scores: one operating point per distinct score.
-    last = np.r_[np.flatnonzero(np.diff(scores)), labels.size - 1]
-    true_positives = np.cumsum(labels)[last]
-    predicted = last + 1
-    precision = true_positives / predicted
-    recall = true_positives / positives
-    recall_step = np.diff(np.r_[0.0, recall])
-    return float((recall_step * precision).sum())
+    return float(average_precision_score(labels, scores))
 
 
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve: the probability that a fake image outscores a real one (ties count half).
+    """Area under the ROC curve (scikit-learn's `roc_auc_score`): the probability that a fake image outscores
+    a real one, ties counting half. NaN when only one class is present (scikit-learn raises there instead)."""
+    from sklearn.metrics import roc_auc_score
 
-    NaN when only one class is present (scikit-learn raises there instead).
-    """
     labels, scores = _arrays(labels, scores)
-    n_fake, n_real = int(labels.sum()), int((labels == 0).sum())
-    if n_fake == 0 or n_real == 0:
+    if labels.sum() == 0 or (labels == 0).sum() == 0:
         return math.nan
-    # Mann-Whitney U with average ranks for ties.
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(labels.size, dtype=np.float64)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], labels.size]
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0  # ranks are 1-based
-    rank_sum = ranks[labels == 1].sum()
-    return float((rank_sum - n_fake * (n_fake + 1) / 2.0) / (n_fake * n_real))
+    return float(roc_auc_score(labels, scores))
 
 
 def _operating_points(labels: np.ndarray, scores: np.ndarray):
@@ -164,11 +138,14 @@ def choose_threshold(labels, scores, method: str = "balanced", target_fpr: float
 
 
 def detection_metrics(labels, scores, threshold: float = 0.5) -> dict:
-    """All per-group numbers of a results table: counts, accuracies, AP, ROC-AUC, oracle accuracy.
+    """All per-group numbers of a results table: counts, accuracies, AP, ROC-AUC, oracle accuracy, and the
+    decision and calibration metrics of `calibration.decision_metrics` (balanced accuracy, ECE, NLL, Brier, EER,
+    Pd@1/5/10 % FAR).
 
-    A group with one class only has no AP, ROC-AUC or oracle accuracy (NaN): with no real image to rank below
-    them, every fake scores AP 1.0 whatever the detector does, and any threshold under all scores is "best".
-    Its accuracy on the class it has (and overall ACC) is still reported.
+    A group with one class only has no AP, ROC-AUC, oracle accuracy, EER, Pd@FAR or balanced accuracy (NaN):
+    with no real image to rank below them, every fake scores AP 1.0 whatever the detector does, and any
+    threshold under all scores is "best". Its accuracy on the class it has (and overall ACC), ECE, NLL and Brier
+    score are still reported.
     """
     labels, scores = _arrays(labels, scores)
     n_real, n_fake = int((labels == 0).sum()), int(labels.sum())
@@ -185,12 +162,29 @@ def detection_metrics(labels, scores, threshold: float = 0.5) -> dict:
         "oracle_acc": oracle,
         "oracle_threshold": oracle_threshold,
         "threshold": float(threshold),
+        **decision_metrics(labels, scores, threshold),
     }
 
 
-METRIC_COLUMNS = ("acc_real", "acc_fake", "acc", "ap", "roc_auc", "oracle_acc")
+METRIC_COLUMNS = ("acc_real", "acc_fake", "acc", "ap", "roc_auc", "oracle_acc", "balanced_acc", "ece", "nll", "brier",
+                  "eer", *FAR_TARGETS)
 # The metrics a one-class group cannot have; the mean row leaves such groups out of these (see `mean_row`).
-TWO_CLASS_METRICS = ("ap", "roc_auc", "oracle_acc")
+TWO_CLASS_METRICS = ("ap", "roc_auc", "oracle_acc", "balanced_acc", "eer", *FAR_TARGETS)
+# Metrics where lower is better (errors and losses): the "worst" row takes their maximum, not their minimum.
+LOWER_IS_BETTER = ("ece", "nll", "brier", "eer")
+# How the metrics are defined, written into metrics.json beside the numbers.
+METRIC_DEFINITIONS = {
+    "ece": f"expected calibration error of p(fake), {ECE_BINS} equal-width bins over [0, 1] (scikit-learn's "
+           "calibration_curve bins): sum over bins of (bin share of images) * |share of fakes - mean p(fake)|",
+    "nll": "mean negative log-likelihood of the true label, natural log (scikit-learn log_loss)",
+    "brier": "mean squared difference between p(fake) and the label (scikit-learn brier_score_loss)",
+    "eer": "false-positive rate where it equals the false-negative rate, ROC curve (scikit-learn roc_curve) joined "
+           "by straight lines",
+    **{key: f"highest TPR among ROC operating points with FPR <= {target:g} (the lowest threshold that flags at most "
+            f"{100 * target:g} % of real images), no interpolation" for key, target in FAR_TARGETS.items()},
+    "balanced_acc": "mean of ACC real and ACC fake at the threshold (scikit-learn balanced_accuracy_score)",
+    "min_acc": "the lowest ACC over the groups (sets or generators), beside the mean ACC, as DDA reports",
+}
 
 
 def one_class(row: dict) -> bool:
@@ -201,10 +195,11 @@ def one_class(row: dict) -> bool:
 def mean_row(rows: list[dict] | dict[str, dict]) -> dict:
     """The field's mean row: the mean over groups (generators or sets) of each metric, with summed counts.
 
-    The rule: every metric averages over the groups where it is defined. ACC averages over every group;
-    ACC real (ACC fake) over the groups with real (fake) images; AP, ROC-AUC and oracle ACC over the groups
-    with both classes only, so a one-class set neither inflates nor lowers the mean AP. `averaged` says how
-    many groups each mean covers and `left_out` names the groups left out of each (given a dict of named rows).
+    The rule: every metric averages over the groups where it is defined. ACC, ECE, NLL and Brier average over
+    every group; ACC real (ACC fake) over the groups with real (fake) images; AP, ROC-AUC, oracle ACC, balanced
+    ACC, EER and Pd@FAR over the groups with both classes only, so a one-class set neither inflates nor lowers the
+    mean AP. `averaged` says how many groups each mean covers and `left_out` names the groups left out of each
+    (given a dict of named rows). `min_acc` is the lowest ACC of any group and `min_acc_group` its name.
     """
     named = rows if isinstance(rows, dict) else {str(i): row for i, row in enumerate(rows)}
     out = {"n_real": sum(row["n_real"] for row in named.values()), "n_fake": sum(row["n_fake"] for row in named.values())}
@@ -214,7 +209,27 @@ def mean_row(rows: list[dict] | dict[str, dict]) -> dict:
         out[key] = float(np.mean(list(kept.values()))) if kept else math.nan
         averaged[key] = len(kept)
         left_out[key] = [name for name in named if name not in kept] if isinstance(rows, dict) else []
+    worst = worst_row(named)
+    out["min_acc"], out["min_acc_group"] = worst["acc"], worst["groups"]["acc"]
     out["oracle_threshold"] = math.nan
     out["threshold"] = next(iter(named.values()))["threshold"] if named else math.nan
     out["averaged"], out["left_out"] = averaged, left_out
+    return out
+
+
+def worst_row(rows: dict[str, dict]) -> dict:
+    """Per metric, the worst value over the groups where it is defined (the lowest accuracy, AP, AUC or Pd; the
+    highest ECE, NLL, Brier or EER), and in `groups` which group has it. Its "acc" is DDA's minimum accuracy."""
+    from .abstention import BAND_COLUMNS  # here: abstention builds on this module
+
+    out = {"groups": {}}
+    band = tuple(key for key in BAND_COLUMNS if rows and all(key in row for row in rows.values()))
+    for key in METRIC_COLUMNS + band:  # coverage and covered ACC too, where the checkpoint has an unsure band
+        kept = {name: row[key] for name, row in rows.items() if not math.isnan(row[key])}
+        if not kept:
+            out[key], out["groups"][key] = math.nan, None
+            continue
+        pick = max if key in LOWER_IS_BETTER else min
+        name = pick(kept, key=kept.get)
+        out[key], out["groups"][key] = float(kept[name]), name
     return out

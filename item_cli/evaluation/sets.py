@@ -66,6 +66,9 @@ def add_set_arguments(parser, what: str = "test data") -> None:
                              "instead of --data")
     parser.add_argument("--protocol-root", default=None, metavar="DIR", help="the folder that holds the protocol's sets")
     parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role (default test)")
+    parser.add_argument("--until", default=None, metavar="YYYY-MM",
+                        help="chronological protocols (aigenbench): train role = generators released by this month, "
+                             "test role = the next window of generators")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout of every set (default: detected)")
     parser.add_argument("--split", default=None, help="GenImage: use this split only (train / val)")
     parser.add_argument("--generator", default=None,
@@ -73,10 +76,12 @@ def add_set_arguments(parser, what: str = "test data") -> None:
 
 
 def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_root: str | None = None,
-                        role: str = "test", manifest_dir: str | Path | None = None) -> tuple[list[EvalSet], str | None]:
+                        role: str = "test", manifest_dir: str | Path | None = None,
+                        until: str | None = None) -> tuple[list[EvalSet], str | None]:
     """(the sets in order, the protocol's name or None) from `--data` values or a protocol.
 
-    Protocol sets made of several folders are written as CSV manifests into `manifest_dir`.
+    Protocol sets made of several folders are written as CSV manifests into `manifest_dir`. `until` (YYYY-MM)
+    gives a chronological protocol's roles by release date.
     """
     if bool(data) == bool(protocol):
         raise ValueError(
@@ -85,13 +90,15 @@ def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_r
         )
     if protocol_root is not None and not protocol:
         raise ValueError("--protocol-root applies to --protocol only; drop it, or name the protocol with --protocol.")
+    if until is not None and not protocol:
+        raise ValueError("--until applies to a chronological --protocol (e.g. aigenbench) only; drop it, or name one.")
     if data:
         pairs = parse_data_arguments(list(data))
         if len(pairs) == 1 and pairs[0][1] == data[0].strip():  # one bare PATH: grouped by its own generators
             return [EvalSet(pairs[0][0], pairs[0][1], named=False)], None
         return [EvalSet(name, path) for name, path in pairs], None
-    loaded = load_protocol(protocol, root=protocol_root)
-    if loaded.root is None:
+    loaded = load_protocol(protocol, root=protocol_root, until=until)
+    if loaded.root is None and any(item.hub is None for item in loaded.select(role)):
         raise ValueError(
             f"Protocol {loaded.name!r} needs --protocol-root: the folder that holds its sets "
             f"({loaded.root_hint or 'see the protocol file'})."

@@ -23,6 +23,9 @@ protocol is a YAML or JSON file with the same fields:
         paths: [progan_train/car, progan_train/cat]  # several folders with label folders, one set
         note: free text
 
+A set may instead name a Hub data set (`source: hf:ORG/NAME`, `split`, `label_column`, `label_map`, ...), and a
+protocol may order its sets in time (`released: YYYY-MM`, `chronological: {window: 4}`; `until=`): `sources.py`.
+
 A set given by one `path` is passed to the data loader as it is. A set made of several folders (`paths`,
 `real` / `fake`) becomes a CSV manifest (`path,label,generator`, absolute paths, generator = the set name)
 written by `Protocol.data_arguments(manifest_dir=...)`, which is how the data loader reads any pairing of
@@ -38,18 +41,21 @@ import csv
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from .sources import HUB_KEYS, check_month, chronological_roles, hub_options
+
 ROLES = ("test", "train", "val")
 # The label folders of the two folder layouts (CNNDetection, GenImage); 0 = real, 1 = fake.
 LABEL_FOLDERS = {"0_real": 0, "1_fake": 1, "nature": 0, "ai": 1}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-PROTOCOL_KEYS = {"name", "description", "role", "layout", "root_hint", "reference", "root", "sets"}
-SET_KEYS = {"name", "role", "path", "paths", "real", "fake", "note"}
+PROTOCOL_KEYS = {"name", "description", "role", "layout", "root_hint", "reference", "root", "sets", "chronological"}
+SET_KEYS = {"name", "role", "path", "paths", "real", "fake", "note", "released", *HUB_KEYS}
+DEFAULT_WINDOW = 4  # AI-GenBench's sliding window: 4 generators
 
 
 @dataclass(frozen=True)
@@ -61,10 +67,15 @@ class ProtocolSet:
     role: str
     sources: tuple[tuple[Path, int | None], ...]
     note: str = ""
+    released: str = ""  # "YYYY-MM": the generator's release month (chronological protocols)
+    hub: dict | None = None  # a Hub data set: {"source": "hf:ORG/NAME", "split", "label_column", ...}
 
     @property
-    def path(self) -> Path | None:
-        """The folder or manifest to pass as `--data` directly; None when a manifest must be written."""
+    def path(self) -> Path | str | None:
+        """The folder, manifest or data-set source (`hf:ORG/NAME`) to pass as `--data` directly; None when a
+        manifest must be written."""
+        if self.hub is not None:
+            return self.hub["source"]
         if len(self.sources) == 1 and self.sources[0][1] is None:
             return self.sources[0][0]
         return None
@@ -97,7 +108,7 @@ class Protocol:
         Sets made of several folders are written as CSV manifests into `manifest_dir` (created if needed),
         one `<protocol>-<role>-<set>.csv` each; ValueError if such a set exists and no folder is given.
         """
-        if self.root is None:
+        if self.root is None and any(item.hub is None for item in self.select(role)):
             raise ValueError(
                 f"Protocol {self.name!r} was loaded without a root folder; pass root= (the folder that holds"
                 f" its data: {self.root_hint or 'see the protocol file'})."
@@ -226,8 +237,8 @@ def _paths_field(value, key: str, where: str) -> list[str]:
     return [v.strip() for v in values]
 
 
-def _parse_set(entry, index: int, default_role: str, where: str) -> tuple[str, str, list[tuple[str, int | None]], str]:
-    """(name, role, [(relative path, label)], note) of one `sets` entry."""
+def _parse_set(entry, index: int, default_role: str, where: str) -> tuple[str, str, list[tuple[str, int | None]], dict]:
+    """(name, role, [(relative path, label)], {note, released, hub}) of one `sets` entry."""
     here = f"Protocol file {where}, sets[{index}]"
     if not isinstance(entry, dict):
         raise ValueError(f"{here}: each set must be a mapping like {{name: progan, path: test/progan}}; got {entry!r}.")
@@ -237,13 +248,19 @@ def _parse_set(entry, index: int, default_role: str, where: str) -> tuple[str, s
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip() or "=" in name or "\n" in name:
         raise ValueError(f"{here}: `name` must be a non-empty single-line text without '='; got {name!r}.")
-    kinds = [key for key in ("path", "paths") if key in entry]
+    kinds = [key for key in ("path", "paths", "source") if key in entry]
     kinds += ["real/fake"] if {"real", "fake"} & set(entry) else []
     if len(kinds) != 1:
-        raise ValueError(
-            f"{here} ({name}): give exactly one of `path`, `paths`, or `real`/`fake`; got {', '.join(kinds) or 'none'}."
-        )
-    if "path" in entry:
+        raise ValueError(f"{here} ({name}): give exactly one of `path`, `paths`, `real`/`fake` or `source`; got "
+                         f"{', '.join(kinds) or 'none'}.")
+    extras = {"note": str(entry.get("note") or "").strip(), "hub": None,
+              "released": check_month(entry["released"], f"{here} ({name}) released") if "released" in entry else ""}
+    stray = [key for key in HUB_KEYS[1:] if key in entry and "source" not in entry]
+    if stray:
+        raise ValueError(f"{here} ({name}): {', '.join(stray)} belong to a `source: hf:...` set; drop them or add one.")
+    if "source" in entry:
+        extras["hub"], sources = hub_options(entry, f"{here} ({name})"), []
+    elif "path" in entry:
         if not isinstance(entry["path"], str):
             raise ValueError(f"{here} ({name}): `path` is one path; use `paths` for a list. Got {entry['path']!r}.")
         sources = [(p, None) for p in _paths_field(entry["path"], "path", here)]
@@ -252,9 +269,7 @@ def _parse_set(entry, index: int, default_role: str, where: str) -> tuple[str, s
     else:
         sources = [(p, label) for key, label in (("real", 0), ("fake", 1)) if key in entry
                    for p in _paths_field(entry[key], key, here)]
-    role = _check_role(entry.get("role", default_role), f"{here} ({name})")
-    note = entry.get("note") or ""
-    return name.strip(), role, sources, str(note).strip()
+    return name.strip(), _check_role(entry.get("role", default_role), f"{here} ({name})"), sources, extras
 
 
 def _resolve_root(root, content: dict, folder: Path | None, where: str) -> Path | None:
@@ -291,13 +306,16 @@ def _check_present(protocol: Protocol, where: str) -> None:
 
 
 def load_protocol(
-    name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, check: bool = True
+    name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, check: bool = True,
+    until: str | None = None,
 ) -> Protocol:
     """Load a built-in protocol by name (`universalfakedetect`, ...) or a user's YAML / JSON file.
 
     Set paths are resolved against `root`; without it, against the file's `root` field, else the user
     file's folder; a built-in loaded without a root keeps relative paths and is not checked. With `check`,
-    every set's folder or manifest must exist (all missing ones are reported in one ValueError).
+    every set's folder or manifest must exist (all missing ones are reported in one ValueError). With `until`
+    ("YYYY-MM", chronological protocols only), the sets released by then get the role train, the next window's
+    test, and the others are left out (see `sources.chronological_roles`).
     """
     content, where, folder = _open_protocol(name_or_path)
     unknown = set(content) - PROTOCOL_KEYS
@@ -315,10 +333,11 @@ def load_protocol(
             raise ValueError(f"Protocol file {where}: set {set_name!r} appears twice for role {role!r}; rename one.")
         seen.add((set_name, role))
     root_path = _resolve_root(root, content, folder, where)
-    sets = tuple(
-        ProtocolSet(set_name, role, tuple(((root_path or Path()) / p, label) for p, label in sources), note)
-        for set_name, role, sources, note in parsed
-    )
+    sets = tuple(ProtocolSet(set_name, role, tuple(((root_path or Path()) / p, label) for p, label in sources), **extras)
+                 for set_name, role, sources, extras in parsed)
+    window = _window(content, where, name) if until is not None or "chronological" in content else None
+    if until is not None:
+        sets = tuple(replace(item, role=role) for item, role in chronological_roles(list(sets), until, window))
     protocol = Protocol(
         name=name, description=_text_field(content, "description", where, required=True), sets=sets, root=root_path,
         source=where, layout=_text_field(content, "layout", where), root_hint=_text_field(content, "root_hint", where),
@@ -327,6 +346,17 @@ def load_protocol(
     if check and root_path is not None:
         _check_present(protocol, where)
     return protocol
+
+
+def _window(content: dict, where: str, name: str) -> int:
+    """The test window of a chronological protocol (`chronological: {window: N}`); ValueError for another one."""
+    setting = content.get("chronological")
+    if setting is None:
+        raise ValueError(f"--until applies to chronological protocols (e.g. aigenbench); {name!r} is not one.")
+    window = setting.get("window", DEFAULT_WINDOW) if isinstance(setting, dict) else None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"Protocol file {where}: `chronological` must be {{window: N}} with N >= 1; got {setting!r}.")
+    return window
 
 
 def _default_set_name(path: str) -> str:
