@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..args import add_cache, add_data, cache_options, command_parser
+from ..args import add_cache, add_data, cache_options, command_parser, source_options
 from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
@@ -29,7 +29,7 @@ def build_parser(prog):
 
 
 def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, layout="auto", split=None,
-              generator=None, **cache) -> dict:
+              generator=None, data_options=None, **cache) -> dict:
     """Score `data` with the checkpoint, choose the threshold, store it; returns the calibration dict ({} on the
     other processes under accelerate launch)."""
     from ..cache import process_state
@@ -43,7 +43,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     if not Path(model_dir).is_dir():
         raise ValueError(f"--model {model_dir!r} is not a local checkpoint folder; calibration writes into its config.json.")
     state = process_state()
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
+    records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
     require_labels(records, "calibration")
     model, processor = load_checkpoint(model_dir)
     rows, scores = score(model, processor, records, state=state, **cache)
@@ -63,7 +63,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
 
 def run(args) -> int:
     result = calibrate(args.model, args.data, args.method, args.target_fpr, args.output, args.layout, args.split,
-                       args.generator, **cache_options(args))
+                       args.generator, source_options(args), **cache_options(args))
     if result:
         emit(json.dumps(result, indent=2))
         status(f"decision_threshold = {result['threshold']:.6g} written to {args.output or args.model}/config.json")

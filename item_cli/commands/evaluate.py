@@ -14,7 +14,7 @@ explanation pictures (gallery/); prints table.md.
 
 from pathlib import Path
 
-from ..args import add_cache, add_model, cache_options, command_parser, positive_int
+from ..args import add_cache, add_model, cache_options, command_parser, positive_int, source_options
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -67,7 +67,7 @@ def run(args) -> int:
         storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
         decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
-        gallery_size=args.gallery_size, protocol=protocol,
+        gallery_size=args.gallery_size, protocol=protocol, data_options=source_options(args),
     )
     if results is None:  # a non-main process under accelerate launch
         return 0

@@ -186,6 +186,7 @@ def evaluate(
     report: bool = True,
     gallery_size: int = 6,
     protocol: str | None = None,
+    data_options=None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
@@ -196,6 +197,7 @@ def evaluate(
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
+        data_options: `SourceOptions` of the sets that are data sets (hf:, Parquet, ...).
 
     Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
@@ -203,7 +205,7 @@ def evaluate(
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
-    loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
+    loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol, data_options)
     require_labels(loaded.records, "evaluation")
     if any(record.generator == MEAN for record in loaded.records):
         raise ValueError(f"A generator folder is named {MEAN!r}, the name of the mean row; rename it, or name the set.")
