@@ -80,7 +80,7 @@ def _decode_one(path: str, max_pixels: int | None, data: bytes | None = None) ->
     """What a worker answers for one path, or for one data-set row's bytes (`data`)."""
     from item_detector.images_item import load_image
 
-    what = "the file" if data is None else "the image"
+    what = "the file" if data is None else "the row's bytes"
     if data is None:
         try:
             with open(path, "rb") as handle:
