@@ -185,19 +185,17 @@ def evaluate(
     columns=DEFAULT_COLUMNS,
     report: bool = True,
     gallery_size: int = 6,
-    protocol: str | None = None,
-    data_options=None,
+    protocol: str | None = None, data_options=None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
     Args:
-        data: a folder or manifest (one unnamed set, grouped by its generators), or a list of `EvalSet` /
-            (name, path) pairs: named sets, the rows of the table in this order.
+        data: a folder, manifest or data set (one unnamed set, grouped by its generators; `data_options`: its
+            `SourceOptions`), or a list of `EvalSet` / (name, path) pairs: named sets, the table's rows in order.
         equalize: an "equalize" `Perturbation` applied to every image before each condition's perturbation.
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
-        data_options: `SourceOptions` of the sets that are data sets (hf:, Parquet, ...).
 
     Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
     with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
