@@ -3,6 +3,7 @@ the cache key, decoded by the same workers; labels checked before any network; e
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -60,14 +61,17 @@ def test_a_parquet_data_set_evaluates_like_its_folder_from_the_same_cache(checkp
     columns["label"].append(1)
     columns["generator"].append("progan")
     data_set(columns).to_parquet(str(tmp_path / "test.parquet"))
-    common = ["--model", str(checkpoint), "--cache-dir", str(tmp_path / "cache"), "--batch-size", "4",
-              "--gallery-size", "0", "--no-plots", "--no-report"]
+    common = ["--model", str(checkpoint), "--cache-dir", str(tmp_path / "cache"), "--batch-size", "4", "--no-plots"]
     with fixed_captions("a photo of a dog"):
-        assert main(["evaluate", "--data", str(folder), "--output", str(tmp_path / "folder"), *common]) == 0
+        assert main(["evaluate", "--data", str(folder), "--output", str(tmp_path / "folder"), *common,
+                     "--gallery-size", "0", "--no-report"]) == 0
     calls = NetworkCalls(monkeypatch, forbid=True)  # every row's bytes are a file's bytes: all cached
     assert main(["evaluate", "--data", str(tmp_path / "test.parquet"), "--generator-column", "generator",
-                 "--output", str(tmp_path / "parquet"), *common]) == 0
+                 "--output", str(tmp_path / "parquet"), *common, "--gallery-size", "1"]) == 0
+    assert main(["cache", "--data", str(tmp_path / "test.parquet"), *common[:4]]) == 0  # streamed, also cached
     assert calls.total() == 0
+    assert "8 images cached (annotations) in" in capsys.readouterr().out
+    assert list((tmp_path / "parquet" / "gallery").glob("*.png"))  # mistakes drawn from the rows' bytes
     table = {name: (tmp_path / name / "table.md").read_text() for name in ("folder", "parquet")}
     assert table["parquet"].startswith("# ITEM on test.parquet")  # the title names the data; the table is the same
     assert table["parquet"].partition("\n")[2] == table["folder"].partition("\n")[2]
@@ -160,3 +164,15 @@ def test_two_ranks_answer_every_row_exactly_once(tmp_path, files, id_column):
     assert len(alone) == len(set(alone)) == 5 * files
     assert sorted(shares[0] + shares[1]) == sorted(alone) and not set(shares[0]) & set(shares[1])
     assert shares[0] and shares[1]
+
+
+def test_the_audit_reads_rows_as_it_reads_files(tmp_path):
+    folder = make_cnndetection(tmp_path / "cnn", generators=("sd",), per_class=3)
+    data_set(folder_rows(folder)).to_parquet(str(tmp_path / "sd.parquet"))
+    for name, source in (("folder", folder), ("parquet", tmp_path / "sd.parquet")):
+        assert main(["audit", "--data", str(source), "--output", str(tmp_path / name), "--include-files",
+                     "--folds", "2"]) == 0
+    files = {name: json.loads((tmp_path / name / "audit.json").read_text())["files"] for name in ("folder", "parquet")}
+    assert [f["path"] for f in files["parquet"]] == [f"sd.parquet#{i}" for i in range(6)]
+    strip = [{key: value for key, value in f.items() if key != "path"} for f in files["folder"]]
+    assert [{key: value for key, value in f.items() if key != "path"} for f in files["parquet"]] == strip
