@@ -21,7 +21,11 @@ def add_model(parser, help: str = "ITEM checkpoint folder or Hub id") -> None:
     parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
 
 
-def add_data(parser, help: str = "data: CNNDetection/GenImage-style folder or CSV manifest", required: bool = True) -> None:
+DATA_HELP = ("data: CNNDetection/GenImage-style folder, CSV manifest, hf:ORG/NAME data set, save_to_disk folder, "
+             "Parquet/Arrow/WebDataset .tar files or globs")
+
+
+def add_data(parser, help: str = DATA_HELP, required: bool = True) -> None:
     parser.add_argument("--data", required=required, help=help)
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout (default: detected)")
     parser.add_argument("--split", default=None, help=SPLIT_HELP)

@@ -9,7 +9,7 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
     item ablate --model item-base --data progan_train/ --val-data progan_val/ --seeds 0 1 2 --output ablation
 """
 
-from ..args import add_cache, add_model, add_source_options, command_parser, positive_int, source_options
+from ..args import DATA_HELP, add_cache, add_model, add_source_options, command_parser, positive_int, source_options
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -21,7 +21,7 @@ def build_parser(prog):
 
     parser = command_parser(prog, __doc__)
     add_model(parser)
-    parser.add_argument("--data", required=True, help="training data: CNNDetection/GenImage-style folder or CSV manifest")
+    parser.add_argument("--data", required=True, help="training " + DATA_HELP)
     parser.add_argument("--val-data", default=None, help="validation data (default: a stratified --val-fraction of --data)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out without --val-data")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout (default: detected)")

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..args import add_cache, add_data, cache_options, command_parser, source_options
+from ..args import DATA_HELP, add_cache, add_data, cache_options, command_parser, source_options
 from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
@@ -19,7 +19,7 @@ from ..evaluation.metrics import THRESHOLD_METHODS
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
     parser.add_argument("--model", required=True, help="ITEM checkpoint folder (updated in place unless --output)")
-    add_data(parser, help="labelled validation data: folder or CSV manifest (not the test set)")
+    add_data(parser, help="labelled validation (not test) " + DATA_HELP)
     parser.add_argument("--method", choices=THRESHOLD_METHODS, default="balanced",
                         help="balanced: best balanced accuracy; fpr: at most --target-fpr of the real images flagged")
     parser.add_argument("--target-fpr", type=float, default=None, help="with --method fpr, e.g. 0.05")

@@ -83,10 +83,6 @@ def source_kind(source: str | os.PathLike) -> str | None:
     return None
 
 
-def is_data_set(source) -> bool:
-    return source_kind(source) is not None
-
-
 def _front_matter(readme: Path) -> str:
     text = readme.read_text(encoding="utf-8", errors="replace")
     return text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
