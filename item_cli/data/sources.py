@@ -118,6 +118,7 @@ def _data_files(source: str) -> list[str]:
 def open_data_set(source: str, options: SourceOptions, streaming: bool):
     """The `Dataset` (memory-mapped) or, with `streaming`, `IterableDataset` of one split of `source`."""
     import datasets
+    from datasets.exceptions import DatasetGenerationError
 
     kind = source_kind(source)
     if kind is None:
@@ -139,6 +140,11 @@ def open_data_set(source: str, options: SourceOptions, streaming: bool):
             loaded = datasets.load_dataset(kind, data_files=_data_files(source), split="train", streaming=streaming)
     except FileNotFoundError as error:  # datasets' answer for a missing repo, config or file
         raise ValueError(f"Cannot load data set {display_path(source)!r}: {error}") from None
+    except DatasetGenerationError as error:  # files that do not make one table (e.g. unrelated Parquet files)
+        cause = error.__cause__ or error
+        raise ValueError(f"Cannot read {display_path(source)!r} as one data set ({type(cause).__name__}: "
+                         f"{str(cause).splitlines()[0] if str(cause) else ''}); point --data at its files, e.g. "
+                         "'data/*.parquet'.") from None
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         loaded = _one_split(loaded, source, options.split)
     if streaming and isinstance(loaded, datasets.Dataset):  # save_to_disk: already memory-mapped, read in shards
