@@ -116,6 +116,10 @@ def test_save_to_disk_and_hub_like_folders_load_through_datasets(tmp_path):
         assert [hashlib.sha256(r.row.read_bytes()).hexdigest() for r in records] == \
             [hashlib.sha256(b).hexdigest() for b in images]
     assert records[2].path == "repo:test#2"
+    saved = [r.path for r in load_records(tmp_path / "saved")[0]]  # streamed or not, a row has one identity
+    assert [r.path for r in iter_source_records(str(tmp_path / "saved"))] == saved == [f"saved#{i}" for i in range(4)]
+    shares = [[r.path for r in iter_source_records(str(tmp_path / "saved"), rank=k, world_size=3)] for k in range(3)]
+    assert sorted(sum(shares, [])) == saved and all(shares)
     with pytest.raises(ValueError, match="train.*test"):
         load_records(repo, split="train")
     with pytest.raises(ValueError, match="--image-column 'picture'.*no such column"):
@@ -176,3 +180,15 @@ def test_the_audit_reads_rows_as_it_reads_files(tmp_path):
     assert [f["path"] for f in files["parquet"]] == [f"sd.parquet#{i}" for i in range(6)]
     strip = [{key: value for key, value in f.items() if key != "path"} for f in files["folder"]]
     assert [{key: value for key, value in f.items() if key != "path"} for f in files["parquet"]] == strip
+
+
+def test_class_names_are_checked_before_the_first_row(tmp_path):
+    rng = np.random.default_rng(5)
+    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=["human", "ai-made", "unsure"])}
+    data_set({"image": [{"bytes": png_bytes(rng), "path": None}] * 2, "label": [0, 1]}, features) \
+        .to_parquet(str(tmp_path / "names.parquet"))
+    rows = iter_source_records(str(tmp_path / "names.parquet"), SourceOptions(label_map="ai-made=fake"))
+    with pytest.raises(ValueError, match="Label column 'label' holds 'unsure'"):
+        next(rows)
+    options = SourceOptions(label_map="ai-made=fake,unsure=1")  # human: a real word already
+    assert [r.label for r in iter_source_records(str(tmp_path / "names.parquet"), options)] == [0, 1]

@@ -147,9 +147,7 @@ def open_data_set(source: str, options: SourceOptions, streaming: bool):
                          "'data/*.parquet'.") from None
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         loaded = _one_split(loaded, source, options.split)
-    if streaming and isinstance(loaded, datasets.Dataset):  # save_to_disk: already memory-mapped, read in shards
-        loaded = loaded.to_iterable_dataset(num_shards=max(1, min(len(loaded), 64)))
-    return loaded
+    return loaded  # a save_to_disk folder stays a memory-mapped `Dataset` even with `streaming`: nothing to stream
 
 
 def _one_split(splits, source: str, split: str | None):
@@ -259,6 +257,8 @@ def iter_source_records(source: str, options: SourceOptions | None = None, rank:
     - rows with an identity of their own (`--id-column`, WebDataset's `__url__`/`__key__`) are split by
       `datasets.distributed.split_dataset_by_node` (whole shards per process when the number of shards is a
       multiple of `world_size`, else every process reads all rows and keeps 1 in `world_size`);
+    - a save_to_disk folder (memory-mapped, not streamed) is read by row index: rows i with i % world_size ==
+      rank, identity `#i` as in `load_records`;
     - otherwise a row's identity is its position (shard `k`, row `i` in it: `#k/i`, or `#i` for one shard),
       which `split_dataset_by_node` does not keep in its shard mode, so the shards are dealt out here:
       shard k to process k % world_size when there are at least `world_size` shards, else every process reads
@@ -287,13 +287,22 @@ def iter_source_records(source: str, options: SourceOptions | None = None, rank:
                       generator or columns.generator_of(row.get(columns.generator), default),
                       split=options.split or "", row=content)
 
+    for row, identity in _rows_of_rank(data_set, columns, label, rank, world_size):
+        yield record(row, identity)
+
+
+def _rows_of_rank(data_set, columns, label: str, rank: int, world_size: int) -> Iterator[tuple[dict, str]]:
+    """(row, identity) of the rows process `rank` answers (see `iter_source_records`)."""
     if columns.identity is not None or columns.webdataset:
         from datasets.distributed import split_dataset_by_node
 
         mine = split_dataset_by_node(data_set, rank=rank, world_size=world_size) if world_size > 1 else data_set
         for row in mine:
-            identity = str(row[columns.identity]) if columns.identity else _webdataset_id(row.get("__url__"), row["__key__"], label)
-            yield record(row, identity)
+            yield row, str(row[columns.identity]) if columns.identity else _webdataset_id(row.get("__url__"), row["__key__"], label)
+        return
+    if not hasattr(data_set, "num_shards"):  # a save_to_disk Dataset: memory-mapped already, read by row index
+        for index in range(rank, len(data_set), world_size):
+            yield data_set[index], str(index)
         return
     shards = data_set.num_shards
     position = 0
@@ -305,7 +314,7 @@ def iter_source_records(source: str, options: SourceOptions | None = None, rank:
             keep = shards >= world_size or position % world_size == rank
             position += 1
             if keep:
-                yield record(row, f"{shard}/{index}" if shards > 1 else str(index))
+                yield row, f"{shard}/{index}" if shards > 1 else str(index)
 
 
 def _features_of_first_row(data_set):
