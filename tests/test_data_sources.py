@@ -179,6 +179,9 @@ def test_the_audit_reads_rows_as_it_reads_files(tmp_path):
     files = {name: json.loads((tmp_path / name / "audit.json").read_text())["files"] for name in ("folder", "parquet")}
     assert [f["path"] for f in files["parquet"]] == [f"sd.parquet#{i}" for i in range(6)]
     strip = [{key: value for key, value in f.items() if key != "path"} for f in files["folder"]]
+    # Named sets mix folders and data sets; the data-set options apply to the data sets only.
+    assert main(["audit", "--data", f"a={folder}", "--data", f"b={tmp_path / 'sd.parquet'}", "--label-column", "label",
+                 "--folds", "2"]) == 0
     assert [{key: value for key, value in f.items() if key != "path"} for f in files["parquet"]] == strip
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, SourceOptions, load_records
+from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, SourceOptions, load_records, source_kind
 from ..protocols import ROLES, load_protocol, parse_data_arguments
 
 logger = logging.getLogger(__name__)
@@ -139,8 +139,11 @@ def load_sets(sets: list[EvalSet], layout: str = "auto", split: str | None = Non
             "as the generator. Drop --generator, or name the set: --data NAME=PATH."
         )
     records, skipped, counts = [], [], {}
+    # Folders beside data sets ignore the data-set options (a folder alone refuses them: they would mean nothing).
+    mixed = any(source_kind(item.path) is not None for item in sets)
     for item in sets:
-        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator, options=options)
+        given = options if not mixed or source_kind(item.path) is not None else None
+        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator, options=given)
         if item.named:
             found = [dataclasses.replace(record, generator=item.name) for record in found]
         found_real, found_fake = _count(found)
