@@ -16,6 +16,7 @@ from PIL import Image
 from item_cli.cli import main
 from item_cli.data import Skipped, SourceOptions, iter_source_records, load_records, source_kind
 from item_cli.data.decode import ImageReader
+from item_cli.data.sources import record_chunks
 
 datasets = pytest.importorskip("datasets")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -138,6 +139,9 @@ def test_webdataset_shards_stream_and_decode(tmp_path):
     assert [d.image.size for d in decoded[:5]] == [(32, 24)] * 5
     assert decoded[5].path == rows[5].path and "not a file of a supported format" in decoded[5].error
     assert decoded[0].key == hashlib.sha256(rows[0].row.read_bytes()).hexdigest()
+    # `item cache` holds one chunk of streamed rows at a time: by count, or by bytes.
+    assert [len(r) for r, _ in record_chunks(str(tmp_path / "shard-*.tar"), size=4)] == [4, 2]
+    assert [len(r) for r, _ in record_chunks(str(tmp_path / "shard-*.tar"), max_bytes=1)] == [1] * 6
 
 
 def test_a_row_without_an_image_is_skipped_by_name(tmp_path):

@@ -326,16 +326,17 @@ def _features_of_first_row(data_set):
     return Features({name: Image() if name in WEBDATASET_IMAGE_COLUMNS else Value("string") for name in first})
 
 
-def record_chunks(source: str, options: SourceOptions | None = None, size: int = 4096,
+def record_chunks(source: str, options: SourceOptions | None = None, size: int = 4096, max_bytes: int = 256 << 20,
                   generator: str | None = None) -> Iterator[tuple[list[Record], list[Skipped]]]:
-    """The streamed rows of `source` in chunks of up to `size` (records, skipped): a command that reads every
-    row once (`item cache`) holds one chunk's bytes at a time, whatever the data set's size. Every process
-    reads the same chunks (the cache shares out the work of each chunk)."""
-    records, skipped = [], []
+    """The streamed rows of `source` in chunks of up to `size` rows or `max_bytes` of image bytes (records,
+    skipped): a command that reads every row once (`item cache`) holds one chunk's bytes at a time, whatever the
+    data set's size. Every process reads the same chunks (the cache shares out the work of each chunk)."""
+    records, skipped, held = [], [], 0
     for item in iter_source_records(source, options, generator=generator):
         (skipped if isinstance(item, Skipped) else records).append(item)
-        if len(records) + len(skipped) >= size:
+        held += len(item.row.data) if isinstance(item, Record) else 0
+        if len(records) + len(skipped) >= size or held >= max_bytes:
             yield records, skipped
-            records, skipped = [], []
+            records, skipped, held = [], [], 0
     if records or skipped:
         yield records, skipped
