@@ -21,11 +21,51 @@ def add_model(parser, help: str = "ITEM checkpoint folder or Hub id", required: 
     parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
 
 
-def add_data(parser, help: str = "data: CNNDetection/GenImage-style folder or CSV manifest", required: bool = True) -> None:
+DATA_HELP = ("data: CNNDetection/GenImage-style folder, CSV manifest, hf:ORG/NAME data set, save_to_disk folder, "
+             "Parquet/Arrow/WebDataset .tar files or globs")
+
+
+def add_data(parser, help: str = DATA_HELP, required: bool = True) -> None:
     parser.add_argument("--data", required=required, help=help)
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout (default: detected)")
-    parser.add_argument("--split", default=None, help="GenImage: use this split only (train / val)")
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--generator", default=None, help="one generator name for all images (e.g. progan)")
+    add_source_options(parser)
+
+
+SPLIT_HELP = "a data set's split (e.g. test), or GenImage: use this folder split only (train / val)"
+
+
+# The data-set options: (metavar, help), one text for every command (train's dataclass fields use them too).
+SOURCE_OPTIONS = {
+    "data_config": ("NAME", "the data set's configuration (subset)"),
+    "data_revision": ("REV", "Hub revision (commit, tag) of an hf: data set"),
+    "image_column": ("COLUMN", "column of the image bytes (default: the data set's Image column; WebDataset: "
+                     "jpg/png/...)"),
+    "label_column": ("COLUMN", "column of the labels: a ClassLabel with real/fake names, 0/1, or values mapped by "
+                     "--label-map (default: 'label', 'cls', or the one ClassLabel; none: unlabelled)"),
+    "label_map": ("VALUE=LABEL,...", "label values as real (0) or fake (1), e.g. real=0,fake=1 or human=real,sd15=fake"),
+    "generator_column": ("COLUMN", "column naming each row's generator (default: the data set's name for every row)"),
+    "id_column": ("COLUMN", "column of each row's identity in outputs (default: the row number; WebDataset: "
+                  "shard/__key__)"),
+}
+
+
+def add_source_options(parser) -> None:
+    """The options of a data-set SOURCE (hf:ORG/NAME, a save_to_disk folder, Parquet / Arrow / .tar files);
+    `--split` is defined beside `--data`. `source_options(args)` gathers them."""
+    group = parser.add_argument_group("data sets (hf:ORG/NAME, save_to_disk folders, Parquet, Arrow, WebDataset .tar)")
+    for name, (metavar, text) in SOURCE_OPTIONS.items():
+        group.add_argument("--" + name.replace("_", "-"), default=None, metavar=metavar, help=text)
+
+
+def source_options(args):
+    """The `SourceOptions` the data-set options give (`--split` included)."""
+    from .data import SourceOptions
+
+    return SourceOptions(config=args.data_config, split=args.split, revision=args.data_revision,
+                         image_column=args.image_column, label_column=args.label_column, label_map=args.label_map,
+                         generator_column=args.generator_column, id_column=args.id_column)
 
 
 def add_cache(parser, batch_flag: str = "--batch-size") -> None:

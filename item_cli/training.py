@@ -133,7 +133,7 @@ def collate_features(rows: list) -> dict:
 class ImageRows:
     """Images and their cached annotations, for training through the backbone."""
 
-    paths: list[str]
+    paths: list  # file paths, or data-set rows (`sources.DatasetRow`)
     annotations: list[ItemAnnotations]
     labels: np.ndarray
     augment: bool
@@ -160,7 +160,7 @@ class ImageCollator:
 
         images = []
         for row in rows:
-            image = load_image(row["path"])
+            image = load_image(row["path"].read_bytes() if hasattr(row["path"], "read_bytes") else row["path"])
             if self.equalize is not None:
                 image = self.equalize(image)
             if self.augmentation is not None and self.augmentation.active and row["augment"]:
@@ -174,7 +174,8 @@ class ImageCollator:
 def trainer_dataset(rows: FrozenRows, train_on: str, augment: bool):
     if train_on == "features":
         return FeatureRows(rows)
-    return ImageRows(rows.column("path"), rows.annotations, rows.labels, augment)
+    images = [record.row or record.path for record in rows.records]  # a data-set row's bytes are fetched when loaded
+    return ImageRows(images, rows.annotations, rows.labels, augment)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -208,10 +209,11 @@ class TrainingData:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator, seed):
+def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator, seed,
+                 data_options=None):
     """Records -> cached rows -> (train, validation): GenImage's own val folders when the data has both (and no
     `split` was chosen), a separate `val_data`, or a stratified `val_fraction` by generator and label."""
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
+    records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
     require_labels(records, "training")
     for warning in audit_warnings(records, cache.get("perturbation")) if cache["state"].is_main_process else []:
         logger.warning(warning)
@@ -220,7 +222,7 @@ def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache
     if len(rows) == 0:
         raise ValueError("None of the training images could be read; see the skipped files above.")
     if val_data is not None:
-        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator)
+        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator, options=data_options)
         require_labels(val_records, "validation")
         val = frozen_rows(val_records, processor, model, features=train_on == "features", **cache)
         return TrainingData(rows, val, str(val_data), skipped + val_skipped + val.skipped)
@@ -254,6 +256,7 @@ def train(
     keep_checkpoints: bool = False,
     revision: str | None = None,
     equalize=None,
+    data_options=None,
 ) -> dict:
     """Train the head of the ITEM checkpoint `model_dir` on `data` (folder or CSV, labelled) and write a complete
     checkpoint to `training_args.output_dir` (`training_arguments` gives ITEM's defaults), replacing what is there
@@ -271,7 +274,7 @@ def train(
     cache = dict(cache_dir=cache_dir, batch_size=cache_batch_size, storage_dtype=storage_dtype, state=state,
                  perturbation=equalize)
     prepared = prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator,
-                            training_args.seed)
+                            training_args.seed, data_options)
     args = copy.copy(training_args)  # the caller's arguments keep naming the final folder
     args.output_dir, args.remove_unused_columns = str(output_dir / WORK_FOLDER), False
     trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)

@@ -20,13 +20,15 @@ def write_equalized(record: dict, index: int, folder: Path, equalize) -> tuple[d
     """(the record of the re-encoded file, None) or (None, {"path", "reason"}) for one image."""
     from item_detector.images_item import load_image
 
+    from .files import image_source
+
     try:
-        data = equalize.encode(load_image(record["path"]))
+        data = equalize.encode(load_image(image_source(record)))
     except (ValueError, OSError) as error:
         return None, {"path": record["path"], "reason": f"cannot be re-encoded ({error})"}
     target = folder / f"{index:08d}.jpg"
     target.write_bytes(data)
-    return {**record, "path": str(target)}, None
+    return {**record, "path": str(target), "row": None}, None
 
 
 def stratified(records: list[dict], limit: int, seed: int) -> list[dict]:

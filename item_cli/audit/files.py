@@ -4,10 +4,14 @@ Pillow's `Image.open` parses only the header (for JPEG: every marker segment up 
 which holds the quantization tables, the sampling factors, EXIF and ICC; for PNG: the chunks before the
 first image data). Nothing here calls `load()`, `getexif()` on a PNG (which would decode it) or reads the
 pixel data, so the cost per file is a few kilobytes of I/O whatever the image size.
+
+A row of a data set (a record with `row`, see `item_cli.data.sources`) has no file: its stored image bytes are
+read the same way (its "file size" is their length), fetched one row at a time.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import numbers
 import os
@@ -87,8 +91,8 @@ def check_records(records: Sequence) -> list[dict]:
     """Validate audit input: records with "path", "label" (0 = real, 1 = fake) and optional "generator".
 
     A record is a dict, or any object with `path`, `label` and `generator` attributes (the data loader's
-    records). Returns normalised dicts ({"path": str, "label": int, "generator": str}); a missing or empty
-    generator becomes "all". Raises TypeError / ValueError naming the first bad record and the fix.
+    records). Returns normalised dicts ({"path": str, "label": int, "generator": str}, and "row" for a data-set
+    row: what fetches its bytes); a missing or empty generator becomes "all". Raises TypeError / ValueError naming the first bad record and the fix.
     """
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
         raise TypeError(
@@ -110,7 +114,9 @@ def check_records(records: Sequence) -> list[dict]:
                 " (unlabelled images cannot be audited: leave them out)."
             )
         generator = str(_field(record, "generator") or "all")
-        checked.append({"path": os.fspath(path), "label": int(label), "generator": generator})
+        row = _field(record, "row")
+        checked.append({"path": os.fspath(path), "label": int(label), "generator": generator}
+                       | ({"row": row} if row is not None else {}))
     return checked
 
 
@@ -151,13 +157,21 @@ def _metadata_fields(image: Image.Image) -> dict:
     return {"exif": exif, "camera": camera, "icc": bool(info.get("icc_profile")), "text": text}
 
 
-def read_metadata(path: str, label: int, generator: str) -> FileMetadata:
-    """Header-level metadata of one image file. Raises ValueError with a short reason when it is unreadable."""
+def image_source(record: Mapping):
+    """What opens a checked record's image: its file path, or a data-set row's bytes (raises `OSError` when the
+    row has none)."""
+    row = record.get("row")
+    return record["path"] if row is None else row.read_bytes()
+
+
+def read_metadata(path: str, label: int, generator: str, data: bytes | None = None) -> FileMetadata:
+    """Header-level metadata of one image file, or of a data-set row's image `data` (then `path` is the row's
+    name). Raises ValueError with a short reason when it is unreadable."""
     try:
-        file_bytes = os.stat(path).st_size
+        file_bytes = os.stat(path).st_size if data is None else len(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nothing is decoded here
-            with Image.open(path) as image:
+            with Image.open(path if data is None else io.BytesIO(data)) as image:
                 width, height = image.size
                 fields = _jpeg_fields(image) | _metadata_fields(image)
                 image_format, mode = image.format or "unknown", image.mode
@@ -183,7 +197,13 @@ def read_all(records: Sequence[Mapping]) -> tuple[list[FileMetadata], list[dict]
     files, skipped = [], []
     for index, record in enumerate(records):
         try:
-            files.append(read_metadata(record["path"], record["label"], record["generator"]))
+            data = None
+            if record.get("row") is not None:
+                try:
+                    data = record["row"].read_bytes()
+                except OSError as error:
+                    raise ValueError(str(error)) from None
+            files.append(read_metadata(record["path"], record["label"], record["generator"], data))
         except ValueError as error:
             logger.warning("audit: skipped %s: %s", record["path"], error)
             skipped.append({"path": record["path"], "reason": str(error)})

@@ -249,22 +249,23 @@ def _lookup(annotation_store, feature_store, wanted: set[str], slots: int, dim: 
     return known, sources, locations
 
 
-def _missing(records, keys, known: dict, sources, locations: dict) -> list[tuple[int, str, str]]:
-    """(index, path, key) of each distinct content whose annotations, or features, are not cached yet."""
+def _missing(records, keys, known: dict, sources, locations: dict) -> list[tuple[int, Record, str]]:
+    """(index, record, key) of each distinct content whose annotations, or features, are not cached yet (the
+    record: what `ImageReader` reads, a file or a data-set row's bytes)."""
     first = {}
     for index, key in enumerate(keys):
         if key is not None and key not in first and (key not in known or (sources is not None and key not in locations)):
             first[key] = index  # one computation per content, however many paths hold it
-    return [(index, records[index].path, key) for key, index in first.items()]
+    return [(index, records[index], key) for key, index in first.items()]
 
 
 def _keys(records: list[Record], state) -> tuple[list[str | None], list[Skipped]]:
-    """Content keys of the records (hashed by all processes together), and the files that cannot be read."""
-    paths = [record.path for record in records]
-    share = np.array_split(np.arange(len(paths)), state.num_processes)[state.process_index]
+    """Content keys of the records (hashed by all processes together), and the files (or data-set rows) that
+    cannot be read. A row's key is the sha256 of its stored bytes, as a file's."""
+    share = np.array_split(np.arange(len(records)), state.num_processes)[state.process_index]
     mine = [
         ("error", value.strerror or str(value)) if isinstance(value, OSError) else ("key", value)
-        for value in content_keys([paths[i] for i in share])
+        for value in content_keys([records[i] for i in share])
     ]
     keys, skipped = [], []
     for record, (kind, value) in zip(records, _gather_list(mine, state)):

@@ -53,14 +53,19 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def content_keys(paths: list[str], threads: int = 8, description: str = "Hashing images") -> list[str | OSError]:
+def content_keys(paths: list, threads: int = 8, description: str = "Hashing images") -> list[str | OSError]:
     """sha256 of every file's bytes, in order (an `OSError` in place of a file that cannot be read).
 
+    An item is a file path or a `Record`; a data-set row's key is the sha256 of its stored image bytes, exactly
+    as a file's, so the same picture as a file and as a row shares its cache rows.
     Threads overlap the reads (hashlib releases the GIL), which matters on network file systems."""
 
-    def one(path: str):
+    def one(item):
         try:
-            return file_sha256(path)
+            row = getattr(item, "row", None)
+            if row is not None:
+                return hashlib.sha256(row.read_bytes()).hexdigest()
+            return file_sha256(getattr(item, "path", item))
         except OSError as error:
             return error
 

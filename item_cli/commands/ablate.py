@@ -9,7 +9,7 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
     item ablate --model item-base --data progan_train/ --val-data progan_val/ --seeds 0 1 2 --output ablation
 """
 
-from ..args import add_cache, add_model, command_parser, positive_int
+from ..args import DATA_HELP, add_cache, add_model, add_source_options, command_parser, positive_int, source_options
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -21,12 +21,13 @@ def build_parser(prog):
 
     parser = command_parser(prog, __doc__)
     add_model(parser)
-    parser.add_argument("--data", required=True, help="training data: CNNDetection/GenImage-style folder or CSV manifest")
+    parser.add_argument("--data", required=True, help="training " + DATA_HELP)
     parser.add_argument("--val-data", default=None, help="validation data (default: a stratified --val-fraction of --data)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out without --val-data")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout (default: detected)")
     parser.add_argument("--split", default=None, help="GenImage: train on this split only (train / val)")
     parser.add_argument("--generator", default=None, help="one generator name for all images (e.g. progan)")
+    add_source_options(parser)
     parser.add_argument("--distance-types", nargs="+", choices=DISTANCE_TYPES, default=list(DISTANCE_TYPES), metavar="D",
                         help=f"distance types to try (default all: {' '.join(DISTANCE_TYPES)})")
     parser.add_argument("--fusions", nargs="+", choices=FUSION_TYPES, default=list(FUSION_TYPES), metavar="F",
@@ -62,6 +63,7 @@ def run(args) -> int:
         args.model, args.data, args.output, args.val_data, grid=grid, seeds=args.seeds, schedule=schedule,
         val_fraction=args.val_fraction, layout=args.layout, split=args.split, generator=args.generator,
         equalize=parse_equalize(args.equalize), revision=args.revision, threads=args.threads,
+        data_options=source_options(args),
         **cache_options(args),
     )
     if results is None:  # a non-main process under accelerate launch

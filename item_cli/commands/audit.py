@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..args import command_parser, positive_int
+from ..args import command_parser, positive_int, source_options
 from ..console import emit, report_skipped, status
 
 
@@ -51,7 +51,8 @@ def run(args) -> int:
         manifests = Path(args.output) / "manifests" if args.output else Path(scratch)
         sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role, manifests,
                                              until=args.until)
-        loaded = load_sets(sets, args.layout, args.split, args.generator, args.max_per_class, args.seed, protocol)
+        loaded = load_sets(sets, args.layout, args.split, args.generator, args.max_per_class, args.seed, protocol,
+                           source_options(args))
     require_labels(loaded.records, "the audit")
     report_skipped(loaded.skipped)
     options = dict(folds=args.folds, seed=args.seed, warn_auc=args.warn_auc, max_model_images=args.max_model_images)

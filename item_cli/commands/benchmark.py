@@ -35,6 +35,9 @@ def build_parser(prog):
     parser.add_argument("--ablation", action="store_true", help="instead: item ablate's 12-variant grid on 1,000 cached images")
     parser.add_argument("--streaming", type=positive_int, nargs="+", default=None, metavar="N",
                         help="instead: peak memory and time of item detect on folders of N images (tiny networks)")
+    parser.add_argument("--data-sources", type=positive_int, default=None, metavar="N",
+                        help="instead: peak memory of streaming N rows of Parquet and WebDataset shards through the "
+                             "decoding workers")
     parser.add_argument("--cache-reuse", type=positive_int, default=None, metavar="N",
                         help="instead: frozen-network calls when a cached folder of N images grows, is relabelled, "
                              "copied or changed in place (tiny networks), and the content-key hashing speed")
@@ -62,6 +65,11 @@ def run(args) -> int:
 
         report = streaming_memory(tuple(args.streaming), log=log)
         text = format_streaming(report)
+    elif args.data_sources:
+        from ..bench.sources import data_source_memory, format_data_sources
+
+        report = data_source_memory(args.data_sources, log=log)
+        text = format_data_sources(report)
     elif args.cache_reuse:
         from ..bench.cache_reuse import cache_reuse, hashing_throughput
 

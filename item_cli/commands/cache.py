@@ -53,14 +53,26 @@ def run(args) -> int:
     from ..cache import frozen_rows
     from ..args import cache_options
     from ..checkpoint import load_checkpoint
-    from ..data import load_records
+    from ..args import source_options
+    from ..data import load_records, source_kind
+    from ..data.sources import record_chunks
 
-    records, skipped = load_records(args.data, layout=args.layout, split=args.split, generator=args.generator)
+    if source_kind(args.data) is not None:  # a data set: streamed, one chunk of rows at a time (flat memory)
+        chunks = record_chunks(args.data, source_options(args), generator=args.generator)
+    else:
+        chunks = iter([load_records(args.data, layout=args.layout, split=args.split, generator=args.generator,
+                                    options=source_options(args))])
+    records, skipped = next(chunks, ([], []))  # a bad label or column stops here, before the networks load
     model, processor = load_checkpoint(args.model, args.revision)
-    rows = frozen_rows(records, processor, model, features=args.features, **cache_options(args))
-    report_skipped(skipped + rows.skipped)
+    cached = dropped = 0
+    while records or skipped:
+        rows = frozen_rows(records, processor, model, features=args.features, **cache_options(args)) if records else None
+        skipped = skipped + (rows.skipped if rows is not None else [])
+        report_skipped(skipped)
+        cached, dropped = cached + (len(rows) if rows is not None else 0), dropped + len(skipped)
+        records, skipped = next(chunks, ([], []))
     what = "annotations and features" if args.features else "annotations"
-    emit(f"{len(rows)} images cached ({what}) in {root}; {len(skipped) + len(rows.skipped)} files skipped")
+    emit(f"{cached} images cached ({what}) in {root}; {dropped} files skipped")
     return 0
 
 

@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..args import add_cache, add_data, cache_options, command_parser
+from ..args import DATA_HELP, add_cache, add_data, cache_options, command_parser, source_options
 from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
@@ -25,7 +25,7 @@ from ..evaluation.metrics import THRESHOLD_METHODS
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
     parser.add_argument("--model", required=True, help="ITEM checkpoint folder (updated in place unless --output)")
-    add_data(parser, help="labelled validation data: folder or CSV manifest (not the test set)")
+    add_data(parser, help="labelled validation (not test) " + DATA_HELP)
     parser.add_argument("--method", choices=THRESHOLD_METHODS, default="balanced",
                         help="balanced: best balanced accuracy; fpr: at most --target-fpr of the real images flagged")
     parser.add_argument("--target-fpr", type=float, default=None, help="with --method fpr, e.g. 0.05")
@@ -40,13 +40,14 @@ def build_parser(prog):
 
 
 def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, layout="auto", split=None,
-              generator=None, unsure_error=None, unsure_coverage=None, **cache) -> dict:
+              generator=None, unsure_error=None, unsure_coverage=None, data_options=None, **cache) -> dict:
     """Score `data` with the checkpoint, choose the threshold (and with `unsure_error` or `unsure_coverage` the
     unsure band, under "unsure"), store them; returns the calibration dict ({} on the other processes under
     accelerate launch)."""
     from ..cache import process_state
     from ..checkpoint import calibrate_checkpoint, load_checkpoint, staged_folder
     from ..data import load_records, require_labels
+    from ..data.sources import SourceOptions, source_label
     from ..evaluation.abstention import check_band_targets, choose_band
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
@@ -57,7 +58,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     if not Path(model_dir).is_dir():
         raise ValueError(f"--model {model_dir!r} is not a local checkpoint folder; calibration writes into its config.json.")
     state = process_state()
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
+    records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
     require_labels(records, "calibration")
     model, processor = load_checkpoint(model_dir)
     rows, scores = score(model, processor, records, state=state, **cache)
@@ -65,10 +66,11 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     if not state.is_main_process:
         return {}
     calibration = choose_threshold(rows.labels, scores, method, target_fpr)
-    calibration["data"] = str(data)
+    # The data's name (a Hub id, or a local folder's or file's own name), never a folder of this machine.
+    calibration["data"] = source_label(str(data), data_options or SourceOptions())
     if unsure_error is not None or unsure_coverage is not None:
         band = choose_band(rows.labels, scores, calibration["threshold"], unsure_error, unsure_coverage)
-        calibration["unsure"] = {**band, "data": str(data)}
+        calibration["unsure"] = {**band, "data": calibration["data"]}
     if output is None:
         calibrate_checkpoint(model_dir, calibration)
     else:
@@ -80,7 +82,8 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
 
 def run(args) -> int:
     result = calibrate(args.model, args.data, args.method, args.target_fpr, args.output, args.layout, args.split,
-                       args.generator, args.unsure_error, args.unsure_coverage, **cache_options(args))
+                       args.generator, args.unsure_error, args.unsure_coverage, source_options(args),
+                       **cache_options(args))
     if result:
         emit(json.dumps(result, indent=2))
         status(f"decision_threshold = {result['threshold']:.6g} written to {args.output or args.model}/config.json")

@@ -19,7 +19,7 @@ seed and library versions) and run-sets.json (each set's content keys and labels
 
 from pathlib import Path
 
-from ..args import add_cache, add_model, cache_options, command_parser, positive_int
+from ..args import add_cache, add_model, cache_options, command_parser, positive_int, source_options
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -94,6 +94,7 @@ def run(args) -> int:
         decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
         gallery_size=args.gallery_size, protocol=protocol, fake_only_jpeg=args.fake_only_jpeg,
+        data_options=source_options(args),
     )
     if results is None:  # a non-main process under accelerate launch
         return 0

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from ..args import command_parser
+from ..args import SOURCE_OPTIONS, command_parser
 from ..cache import STORAGE_DTYPES
 from ..console import emit
 from ..data import LAYOUTS
@@ -27,7 +27,8 @@ class ItemTrainArguments:
     """ITEM's own options of `item train` (TrainingArguments' come beside them)."""
 
     model: str = field(metadata={"help": "ITEM checkpoint to start from (item build output, or a trained one)"})
-    data: str = field(metadata={"help": "training data: CNNDetection/GenImage-style folder or CSV manifest"})
+    data: str = field(metadata={"help": "training data: CNNDetection/GenImage-style folder, "
+                      "CSV manifest, or data set (hf:ORG/NAME, save_to_disk folder, Parquet/Arrow/.tar files)"})
     val_data: str | None = field(default=None, metadata={"help": "separate validation folder or CSV (default: "
                                  "GenImage's val folders, else a stratified --val-fraction of --data)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of --data held out for validation"})
@@ -48,6 +49,13 @@ class ItemTrainArguments:
     feature_dtype: str = field(default="float16", metadata={"choices": STORAGE_DTYPES, "help": "storage dtype of cached features"})
     keep_trainer_checkpoints: bool = field(default=False, metadata={"help": "keep Trainer's checkpoint-N folders"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
+    data_config: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["data_config"][1]})
+    data_revision: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["data_revision"][1]})
+    image_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["image_column"][1]})
+    label_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["label_column"][1]})
+    label_map: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["label_map"][1]})
+    generator_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["generator_column"][1]})
+    id_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["id_column"][1]})
 
 
 def build_parser(prog):
@@ -69,6 +77,7 @@ def run(args) -> int:
     from accelerate import PartialState
     from transformers import TrainingArguments
 
+    from ..args import source_options
     from ..data.perturb import Augmentation, parse_equalize
     from ..evaluation.report import json_ready
     from ..training import train
@@ -85,7 +94,7 @@ def run(args) -> int:
         split=options.split, generator=options.generator,
         calibrate=None if options.calibrate == "none" else options.calibrate, target_fpr=options.target_fpr,
         keep_checkpoints=options.keep_trainer_checkpoints, revision=options.revision,
-        equalize=parse_equalize(options.equalize),
+        equalize=parse_equalize(options.equalize), data_options=source_options(options),
     )
     if PartialState().is_main_process:
         keys = ("output_dir", "train_images", "val_images", "results", "calibration", "skipped")

@@ -6,6 +6,7 @@ cached frozen work (`item_cli.cache`) by each image's content.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from .layouts import (
     read_manifest,
     scan_folder,
 )
+from .sources import SourceOptions, iter_source_records, load_data_set_records, record_bytes, source_kind
 
 __all__ = [
-    "FAKE", "LABEL_NAMES", "LAYOUTS", "REAL", "UNLABELLED", "FileFinder", "Record", "Skipped", "detect_layout",
-    "display_path", "find_files", "load_records", "require_labels", "split_train_val", "summary",
+    "FAKE", "LABEL_NAMES", "LAYOUTS", "REAL", "UNLABELLED", "FileFinder", "Record", "Skipped", "SourceOptions",
+    "detect_layout", "display_path", "find_files", "iter_source_records", "load_records", "record_bytes",
+    "require_labels", "source_kind", "split_train_val", "summary",
 ]
 
 
@@ -35,15 +38,19 @@ def load_records(
     layout: str = "auto",
     split: str | None = None,
     generator: str | None = None,
+    options: SourceOptions | None = None,
 ) -> tuple[list[Record], list[Skipped]]:
-    """Read a data folder or CSV manifest into records, with an explicit label mapping.
+    """Read a data folder, CSV manifest or data set into records, with an explicit label mapping.
 
     Args:
-        source: a CNNDetection-style or GenImage-style folder, or a CSV manifest.
+        source: a CNNDetection-style or GenImage-style folder, a CSV manifest, or a data set (`sources`:
+            `hf:ORG/NAME`, a save_to_disk folder, Parquet / Arrow / WebDataset files or globs).
         layout: "auto" (from what `source` holds), "cnndetection", "genimage" or "csv".
         split: GenImage only: keep "train" or "val".
         generator: give every image this generator name, e.g. for CNNDetection's ProGAN training folder
             `progan_train/<category>/{0_real,1_fake}`, whose first level is the category, not a generator.
+        options: how to read a data set (`--data-config`, `--image-column`, `--label-map`, ...); `split` is
+            the data set's split.
 
     Returns:
         (records in a deterministic order: sorted folders and files, or manifest order; the entries that are not
@@ -51,6 +58,15 @@ def load_records(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}; choose one of {LAYOUTS}.")
+    options = dataclasses.replace(options or SourceOptions(), split=split)
+    if source_kind(source) is not None:
+        if layout != "auto":
+            raise ValueError(f"--layout {layout} applies to folders and CSV manifests; {display_path(source)!r} is a "
+                             "data set (drop --layout).")
+        return load_data_set_records(os.fspath(source), options, generator)
+    if options.columns_given():
+        raise ValueError(f"{', '.join(options.columns_given())} apply to data sets (hf:, save_to_disk, Parquet, Arrow, "
+                         f".tar); {display_path(source)!r} is a folder or CSV manifest.")
     source = Path(source).expanduser()
     if not source.exists():
         raise ValueError(f"Data source {display_path(source)!r} does not exist; pass a data folder or a CSV manifest.")
@@ -67,7 +83,7 @@ def load_records(
     else:
         records, skipped = scan_folder(source, layout, split)
     if generator is not None:
-        records = [Record(r.path, r.label, generator, r.category, r.split) for r in records]
+        records = [dataclasses.replace(record, generator=generator) for record in records]
     if not records:
         raise ValueError(f"No images found in {display_path(source)!r} (layout {layout!r}).")
     return records, skipped

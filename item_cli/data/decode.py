@@ -8,6 +8,10 @@ come back in input order and stream: at most `2 * workers` images are in flight,
 the folder's size.
 
 Each result also carries the sha256 of the exact bytes that were decoded: the content key of the cache.
+
+A row of a data set (a `Record` with `row`, see `sources`) has no file: its stored bytes are fetched here, one
+row at a time as a worker frees up, and sent to the worker as the request's payload; the worker reads them by
+the same rules (size limit, formats, pixel limit) as a file's bytes, under the same timeout and memory cap.
 """
 
 from __future__ import annotations
@@ -72,28 +76,33 @@ def _receive(stream) -> tuple[dict, bytes]:
     return header, _read_exactly(stream, _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0])
 
 
-def _decode_one(path: str, max_pixels: int | None) -> tuple[dict, bytes]:
-    """What a worker answers for one path."""
+def _decode_one(path: str, max_pixels: int | None, data: bytes | None = None) -> tuple[dict, bytes]:
+    """What a worker answers for one path, or for one data-set row's bytes (`data`)."""
     from item_detector.images_item import load_image
 
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                return {"error": f"the file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for an image file"}, b""
-            data = handle.read()
-    except OSError as error:
-        return {"error": f"cannot read the file ({error.strerror or error})"}, b""
+    what = "the file" if data is None else "the row's bytes"
+    if data is None:
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > MAX_FILE_BYTES:
+                    return {"error": f"the file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for an image file"}, b""
+                data = handle.read()
+        except OSError as error:
+            return {"error": f"cannot read the file ({error.strerror or error})"}, b""
+    elif len(data) > MAX_FILE_BYTES:
+        return {"error": f"the image is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,} for an image file"}, b""
     key = content_key(data)
     try:
         image = load_image(data, max_pixels=max_pixels)
     except (ValueError, TypeError, MemoryError) as error:
-        return {"key": key, "error": str(error).replace(f"<{len(data)} bytes>", "the file")}, b""
+        return {"key": key, "error": str(error).replace(f"<{len(data)} bytes>", what)}, b""
     return {"key": key, "mode": image.mode, "size": list(image.size)}, image.tobytes()
 
 
 def worker_main(memory_limit: int, max_pixels: int | None) -> None:
-    """The worker process: one request (a path) at a time on stdin, one answer on stdout."""
+    """The worker process: one request (a path, or image bytes as its payload) at a time on stdin, one answer on
+    stdout."""
     try:
         import resource
 
@@ -105,11 +114,11 @@ def worker_main(memory_limit: int, max_pixels: int | None) -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:
-            request, _ = _receive(requests)
+            request, data = _receive(requests)
         except EOFError:
             return
         try:
-            header, payload = _decode_one(request["path"], max_pixels)
+            header, payload = _decode_one(request["path"], max_pixels, data if request.get("bytes") else None)
         except MemoryError:  # outside the decoder (reading the file, copying the pixels), under the memory cap
             header, payload = {"error": "decoding it needs more memory than a decoding worker may use"}, b""
         except Exception as error:  # noqa: BLE001 - answer for the file, do not die with a traceback
@@ -126,9 +135,10 @@ class _Worker:
         self.path = ""
         self.started = 0.0
 
-    def submit(self, task: int, path: str) -> None:
-        # Paths travel as text; undecodable bytes in a file name survive as surrogate escapes.
-        _send(self.process.stdin, {"task": task, "path": path})
+    def submit(self, task: int, path: str, data: bytes | None = None) -> None:
+        # Paths travel as text; undecodable bytes in a file name survive as surrogate escapes. A data-set row's
+        # bytes travel as the payload (its `path` is then only its name).
+        _send(self.process.stdin, {"task": task, "path": path, "bytes": data is not None}, data or b"")
         self.task, self.path, self.started = task, path, time.monotonic()
 
     def stop(self, kill: bool = False) -> None:
@@ -169,12 +179,13 @@ class ImageReader:
             worker.stop()
         self._pool = []
 
-    def read(self, paths: Iterable[str | os.PathLike]) -> Iterator[Decoded]:
-        """Decode `paths` in order; every path gives exactly one `Decoded`."""
+    def read(self, paths: Iterable) -> Iterator[Decoded]:
+        """Decode `paths` in order; every path gives exactly one `Decoded`. An item is a file path, or a `Record`
+        (`item_cli.data`): its file, or for a data-set row its stored bytes (`Decoded.path` is the row's name)."""
         if not self._pool:
             raise ValueError("Use the ImageReader as a context manager: `with ImageReader() as reader: ...`.")
-        pending = iter(enumerate(map(os.fsdecode, paths)))
-        queued: list[tuple[int, str]] = []
+        pending = iter(enumerate(paths))
+        queued: list[tuple[int, str, bytes | None]] = []
         finished: dict[int, Decoded] = {}
         next_out, exhausted = 0, False
         while True:
@@ -183,7 +194,11 @@ class ImageReader:
                 item = next(pending, None)
                 exhausted = item is None
                 if item is not None:
-                    queued.append(item)
+                    request = _request(*item)
+                    if isinstance(request, Decoded):  # a row whose bytes cannot be had: no worker needed
+                        finished[request.index] = request
+                    else:
+                        queued.append(request)
             for worker in self._pool:
                 if worker.task is None and queued:
                     worker.submit(*queued.pop(0))
@@ -226,6 +241,18 @@ class ImageReader:
     def _replace(self, worker: _Worker) -> None:
         worker.stop(kill=True)
         self._pool[self._pool.index(worker)] = _Worker(self.memory_limit, self.max_pixels)
+
+
+def _request(index: int, item) -> tuple[int, str, bytes | None] | Decoded:
+    """(index, path or row name, the row's bytes or None) of one input; a `Decoded` error when a row's bytes
+    cannot be fetched (it holds no image)."""
+    row = getattr(item, "row", None)
+    if row is None:
+        return index, os.fsdecode(getattr(item, "path", item)), None
+    try:
+        return index, item.path, row.read_bytes()
+    except OSError as error:
+        return Decoded(index, item.path, error=str(error))
 
 
 if __name__ == "__main__":

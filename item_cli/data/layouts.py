@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import FileFinder, Skipped, display_path
@@ -33,13 +33,18 @@ MANIFEST_GENERATOR = "all"  # generator of manifest rows without a generator col
 
 @dataclass(frozen=True)
 class Record:
-    """One image of a data set, as the data says it now: its label and groups are never cached."""
+    """One image of a data set, as the data says it now: its label and groups are never cached.
+
+    `path` is the image file, or for a row of a data set (`sources`) the row's identity, e.g.
+    `hf:org/name:test#12`; such a record's `row.read_bytes()` fetches its stored image bytes when asked.
+    """
 
     path: str
     label: int  # 0 real, 1 fake, -1 unlabelled
     generator: str
     category: str = ""
     split: str = ""
+    row: object = field(default=None, compare=False, repr=False)  # sources.DatasetRow / RowBytes, None for a file
 
 
 def detect_layout(source: str | os.PathLike) -> str:

@@ -216,7 +216,7 @@ def summarize(runs: list[dict], grid: list[Variant]) -> list[dict]:
 def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] | None = None, seeds=(0,),
            schedule: HeadSchedule = HeadSchedule(), val_fraction: float = 0.1, layout: str = "auto",
            split: str | None = None, generator: str | None = None, equalize=None, revision: str | None = None,
-           threads: int | None = 1, **cache) -> dict | None:
+           threads: int | None = 1, data_options=None, **cache) -> dict | None:
     """Train a head for every variant of `grid` and seed on the cached features of `data`; validate on
     `val_data` (else a stratified `val_fraction` of `data`, split with seed 0 so that every seed sees the same
     split). `cache`: `frozen_rows` options (cache_dir, batch_size, storage_dtype, decode_workers, ...).
@@ -232,13 +232,13 @@ def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] |
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {' '.join(map(str, seeds))}: a seed is repeated; give each seed once.")
     state = process_state()
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
+    records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
     require_labels(records, "the ablation")
     model, processor = load_checkpoint(model_dir, revision)
     rows = frozen_rows(records, processor, model, perturbation=equalize, state=state, **cache)
     skipped += rows.skipped
     if val_data is not None:
-        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator)
+        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator, options=data_options)
         require_labels(val_records, "the ablation's validation")
         val_rows = frozen_rows(val_records, processor, model, perturbation=equalize, state=state, **cache)
         skipped += val_skipped + val_rows.skipped

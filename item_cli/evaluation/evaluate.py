@@ -260,12 +260,13 @@ def evaluate(
     gallery_size: int = 6,
     protocol: str | None = None,
     fake_only_jpeg: int | None = None,
+    data_options=None,
 ) -> dict | None:
     """Evaluate the checkpoint `model_dir` on `data`, clean and under each perturbation; write every output file.
 
     Args:
-        data: a folder or manifest (one unnamed set, grouped by its generators), or a list of `EvalSet` /
-            (name, path) pairs: named sets, the rows of the table in this order.
+        data: a folder, manifest or data set (one unnamed set, grouped by its generators; `data_options`: its
+            `SourceOptions`), or a list of `EvalSet` / (name, path) pairs: named sets, the table's rows in order.
         equalize: an "equalize" `Perturbation` applied to every image before each condition's perturbation.
         max_per_class: keep a balanced sample of up to this many real and fake images per set, drawn with `seed`.
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
@@ -278,7 +279,7 @@ def evaluate(
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
-    loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol)
+    loaded = load_sets(_as_sets(data), layout, split, generator, max_per_class, seed, protocol, data_options)
     _check_records(loaded)
     model, processor = load_checkpoint(model_dir, revision)
     threshold, columns = _model_settings(model.config, threshold, columns)

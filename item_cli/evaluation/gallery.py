@@ -89,9 +89,10 @@ def draw_gallery(model, rows, mistakes: list[Mistake], output: Path, perturbatio
     probabilities, similarities, object_mask = out.logits.float().softmax(-1).cpu(), out.similarities.cpu(), out.object_mask.cpu()
     drawn = {}
     for i, mistake in enumerate(unique):
+        row = rows.records[mistake.row].row  # a data-set row: its stored bytes (`item_cli.data.sources`)
         try:
-            image = load_image(mistake.path)
-        except ValueError as error:  # the file changed or went away since it was scored
+            image = load_image(mistake.path if row is None else row.read_bytes())
+        except (ValueError, OSError) as error:  # the file changed or went away since it was scored
             logger.warning("gallery: cannot draw %s: %s", mistake.path, error)
             drawn[mistake.path] = (None, str(error))
             continue

@@ -14,6 +14,7 @@ of equal weight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, load_records
+from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, SourceOptions, load_records, source_kind
 from ..protocols import ROLES, load_protocol, parse_data_arguments
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,14 @@ class LoadedSets:
 
 
 def add_set_arguments(parser, what: str = "test data") -> None:
-    """`--data`, `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator`."""
-    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]PATH",
-                        help=f"{what}: a CNNDetection/GenImage-style folder or CSV manifest; repeat for several named "
-                             "sets (NAME=PATH, or a bare PATH named after its folder)")
+    """`--data`, `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator` and the
+    data-set options (`add_source_options`)."""
+    from ..args import SPLIT_HELP, add_source_options
+
+    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]SOURCE",
+                        help=f"{what}: a CNNDetection/GenImage-style folder, CSV manifest, hf:ORG/NAME data set, "
+                             "save_to_disk folder, Parquet/Arrow/.tar files; repeat for several named sets "
+                             "(NAME=SOURCE, or a bare SOURCE named after its folder)")
     parser.add_argument("--protocol", default=None, metavar="NAME_OR_FILE",
                         help="a built-in protocol (universalfakedetect, genimage) or a YAML/JSON protocol file, "
                              "instead of --data")
@@ -70,9 +75,10 @@ def add_set_arguments(parser, what: str = "test data") -> None:
                         help="chronological protocols (aigenbench): train role = generators released by this month, "
                              "test role = the next window of generators")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout of every set (default: detected)")
-    parser.add_argument("--split", default=None, help="GenImage: use this split only (train / val)")
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--generator", default=None,
                         help="one generator name for all images of a single unnamed --data (named sets use their name)")
+    add_source_options(parser)
 
 
 def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_root: str | None = None,
@@ -128,8 +134,10 @@ def balanced_sample(records: list[Record], max_per_class: int, seed: int, name: 
 
 
 def load_sets(sets: list[EvalSet], layout: str = "auto", split: str | None = None, generator: str | None = None,
-              max_per_class: int | None = None, seed: int = 0, protocol: str | None = None) -> LoadedSets:
-    """Read every set's records (named sets relabelled with the set's name as generator), optionally sampled."""
+              max_per_class: int | None = None, seed: int = 0, protocol: str | None = None,
+              options: SourceOptions | None = None) -> LoadedSets:
+    """Read every set's records (named sets relabelled with the set's name as generator), optionally sampled.
+    `options` say how to read the sets that are data sets (`item_cli.data.sources`)."""
     if not sets:
         raise ValueError("No data sets given; pass --data [NAME=]PATH or --protocol.")
     if generator is not None and any(item.named for item in sets):
@@ -138,10 +146,13 @@ def load_sets(sets: list[EvalSet], layout: str = "auto", split: str | None = Non
             "as the generator. Drop --generator, or name the set: --data NAME=PATH."
         )
     records, skipped, counts = [], [], {}
+    # Folders beside data sets ignore the data-set options (a folder alone refuses them: they would mean nothing).
+    mixed = any(source_kind(item.path) is not None for item in sets)
     for item in sets:
-        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator)
+        given = options if not mixed or source_kind(item.path) is not None else None
+        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator, options=given)
         if item.named:
-            found = [Record(r.path, r.label, item.name, r.category, r.split) for r in found]
+            found = [dataclasses.replace(record, generator=item.name) for record in found]
         found_real, found_fake = _count(found)
         if max_per_class is not None:  # per group of the table: the set, or each generator of an unnamed folder
             groups = {}
