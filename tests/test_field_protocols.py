@@ -137,3 +137,31 @@ def test_a_chronological_window_trains_and_evaluates_from_the_command_line(check
     assert [name for name in results["conditions"]["clean"]["generators"] if name != "mean"] == [
         "stargan", "sn_patchgan", "biggan", "imle"]
     assert protocols_main(["manifest", "aigenbench", "--protocol-root", root, "--until", "1999-01"]) == 2
+
+
+def test_a_protocol_hub_set_is_read_with_its_own_split_columns_and_labels(tmp_path, monkeypatch):
+    """The protocol's `split`, columns and `label_map` reach the data-source layer (a Hub id that names a local
+    folder is read by the same `load_dataset` call that reads the Hub)."""
+    import io
+
+    from datasets import Dataset, Image
+
+    def png(value):
+        buffer = io.BytesIO()
+        noise_image(np.random.default_rng(value), (16, 12)).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    repo = tmp_path / "me" / "data" / "data"
+    repo.mkdir(parents=True)
+    for split, kinds in (("test", ["human", "ai", "ai"]), ("train", ["human"])):
+        rows = Dataset.from_dict({"picture": [png(i) for i in range(len(kinds))], "kind": kinds})
+        rows.cast_column("picture", Image()).to_parquet(str(repo / f"{split}-00000-of-00001.parquet"))
+    file = tmp_path / "bench.yaml"
+    file.write_text("name: bench\ndescription: d\nsets:\n  - {name: x, source: 'hf:me/data', split: test, "
+                    "image_column: picture, label_column: kind, label_map: 'human=0,ai=1'}\n")
+    monkeypatch.chdir(tmp_path)
+    sets, _ = sets_from_arguments(None, str(file))
+    assert sets[0].options.split == "test" and sets[0].options.label_map == "human=0,ai=1"
+    loaded = load_sets(sets)
+    assert [record.label for record in loaded.records] == [0, 1, 1]  # the test split only, labels mapped
+    assert {record.generator for record in loaded.records} == {"x"}

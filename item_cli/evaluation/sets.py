@@ -35,6 +35,7 @@ class EvalSet:
     name: str
     path: str
     named: bool = True
+    options: SourceOptions | None = None  # a protocol's own data-set options for this set (split, columns, ...)
 
 
 @dataclass
@@ -113,7 +114,32 @@ def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_r
     if not pairs:
         roles = sorted({item.role for item in loaded.sets})
         raise ValueError(f"Protocol {loaded.name!r} has no {role!r} sets; pass --role with one of {roles}.")
-    return [EvalSet(name, path) for name, path in pairs], loaded.name
+    hubs = {item.name: item.hub for item in loaded.select(role) if item.hub is not None}
+    return [EvalSet(name, path, options=protocol_source_options(hubs.get(name))) for name, path in pairs], loaded.name
+
+
+def protocol_source_options(hub: dict | None) -> SourceOptions | None:
+    """The data-set options a protocol file gives a Hub set (`source`, `split`, `image_column`, ...), or None."""
+    if hub is None:
+        return None
+    label_map = hub.get("label_map")
+    return SourceOptions(
+        config=hub.get("data_config"), split=hub.get("split"), revision=hub.get("data_revision"),
+        image_column=hub.get("image_column"), label_column=hub.get("label_column"),
+        label_map=None if label_map is None else ",".join(f"{value}={label}" for value, label in label_map.items()),
+        generator_column=hub.get("generator_column"),
+    )
+
+
+def _set_options(item: EvalSet, given: SourceOptions | None) -> SourceOptions | None:
+    """A set's data-set options: the protocol's own, where the command line gives none (`--data-revision` pins a
+    protocol's Hub set, say)."""
+    if item.options is None:
+        return given
+    if given is None:
+        return item.options
+    overrides = {name: value for name, value in dataclasses.asdict(given).items() if value is not None}
+    return dataclasses.replace(item.options, **overrides)
 
 
 def balanced_sample(records: list[Record], max_per_class: int, seed: int, name: str) -> list[Record]:
@@ -149,8 +175,9 @@ def load_sets(sets: list[EvalSet], layout: str = "auto", split: str | None = Non
     # Folders beside data sets ignore the data-set options (a folder alone refuses them: they would mean nothing).
     mixed = any(source_kind(item.path) is not None for item in sets)
     for item in sets:
-        given = options if not mixed or source_kind(item.path) is not None else None
-        found, dropped = load_records(item.path, layout=layout, split=split, generator=generator, options=given)
+        given = _set_options(item, options if not mixed or source_kind(item.path) is not None else None)
+        set_split = split if split is not None or given is None else given.split  # a protocol's own split
+        found, dropped = load_records(item.path, layout=layout, split=set_split, generator=generator, options=given)
         if item.named:
             found = [dataclasses.replace(record, generator=item.name) for record in found]
         found_real, found_fake = _count(found)
