@@ -25,6 +25,7 @@ from item_detector.modeling_item import ItemForImageClassification
 from item_detector.processing_item import BUNDLED_PREFIX, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL, ItemProcessor
 
 from .model_card import write_model_card
+from .public_names import check_hub_id, component_hub_id, component_record, is_local
 from .profiles import get_profile
 from .profiles import processor_options as profile_processor_options
 
@@ -149,11 +150,14 @@ def build_checkpoint(
     processor_options: dict | None = None,
     seed: int = 0,
     profile: str = "default",
+    hub_ids: dict[str, str] | None = None,
 ) -> Path:
     """Write an ITEM checkpoint with an untrained head to `output` and return its path.
 
     Args:
         backbone, captioner, detector: Hub ids or local folders (`captioner` defaults to the profile's).
+        hub_ids: Hub ids of local folders, by part (`{"backbone": "ORG/NAME"}`); a folder without one is recorded
+            by its name and the sha256 of its weights, never its path (see `component_sources`).
         config_options: `ItemConfig` fields (distance_type, fusion, head_hidden_size, ...).
         processor_options: `ItemProcessor` settings (max_objects, box_threshold, noun_mode, ...).
         seed: seed of the head's initialisation.
@@ -172,20 +176,21 @@ def build_checkpoint(
 
     chosen = get_profile(profile)
     captioner = captioner or chosen.captioner
+    sources = component_sources({"backbone": backbone, "captioner": captioner, "detector": detector}, hub_ids)
     backbone_config = AutoConfig.from_pretrained(backbone)
     check_backbone_is_dual_encoder(backbone_config.model_type)
     processor_options = profile_processor_options(chosen, backbone_config, processor_options)
     torch.manual_seed(seed)  # the head's initialisation
-    model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone),
-                                                     **{**chosen.config_options, **(config_options or {})})
+    backbone_model = AutoModel.from_pretrained(backbone)
+    backbone_model.config.name_or_path = component_hub_id(sources["backbone"]) or ""  # nested in ours: no local path
+    model = ItemForImageClassification.from_backbone(backbone_model, **{**chosen.config_options, **(config_options or {})})
     processor = ItemProcessor(
         AutoImageProcessor.from_pretrained(backbone),
         AutoTokenizer.from_pretrained(backbone),
         captioner_name_or_path=BUNDLED_PREFIX + "captioner",
         detector_name_or_path=BUNDLED_PREFIX + "detector",
         spacy_model=spacy_model,
-        component_sources={"backbone": str(backbone), "captioner": str(captioner), "detector": str(detector),
-                           "profile": profile},
+        component_sources={**sources, "profile": profile},
         **processor_options,
     )
     processor.set_networks(
@@ -195,6 +200,18 @@ def build_checkpoint(
     with staged_folder(output) as folder:
         save_checkpoint(model, processor, folder)
     return Path(output)
+
+
+def component_sources(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> dict[str, dict]:
+    """How the checkpoint records each component (`item_cli.public_names.component_record`), checked before any
+    network is loaded: a named Hub id must be one, and only a local folder takes one."""
+    hub_ids = {part: hub_id for part, hub_id in (hub_ids or {}).items() if hub_id}
+    for part, hub_id in hub_ids.items():
+        check_hub_id(hub_id, f"--{part}-id")
+        if part not in locations or not is_local(str(locations[part])):
+            raise ValueError(f"--{part}-id {hub_id!r} names the Hub id of a local --{part} folder; "
+                             f"--{part} {locations.get(part)!r} is not one (a Hub id is recorded as it is).")
+    return {part: component_record(str(location), hub_ids.get(part)) for part, location in locations.items()}
 
 
 def calibrate_checkpoint(folder: str | os.PathLike, calibration: dict) -> None:

@@ -34,6 +34,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     other processes under accelerate launch)."""
     from ..cache import process_state
     from ..checkpoint import calibrate_checkpoint, load_checkpoint, staged_folder
+    from ..public_names import public_name
     from ..data import load_records, require_labels
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
@@ -51,7 +52,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     if not state.is_main_process:
         return {}
     calibration = choose_threshold(rows.labels, scores, method, target_fpr)
-    calibration["data"] = str(data)
+    calibration["data"] = public_name(data)  # written into config.json and the card: no path of this machine
     if output is None:
         calibrate_checkpoint(model_dir, calibration)
     else:
