@@ -192,6 +192,7 @@ def frozen_rows(
     batch_size: int = 16,
     decode_workers: int = 2,
     decode_timeout_s: float = 60.0,
+    max_image_pixels: int | None = None,
     state=None,
 ) -> FrozenRows:
     """Annotations (and, with `features`, backbone embeddings) of every record: from the cache, computing only
@@ -228,7 +229,7 @@ def frozen_rows(
         if features:
             model.to(state.device)
         work = Work(processor, model, perturbation, annotation_store, feature_store, storage_dtype, dict(found[0]))
-        with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s) as reader:
+        with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s, max_pixels=max_image_pixels) as reader:
             failures = compute_missing(work, mine, batch_size, reader, state.device)
     failures = _gather(failures, state)
     if todo:  # new rows were written (gathering the failures waited for every process): merge, then read again

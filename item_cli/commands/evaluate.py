@@ -65,7 +65,8 @@ def run(args) -> int:
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
         batch_size=cache["batch_size"], layout=args.layout, split=args.split, generator=args.generator,
         storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
-        decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
+        decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"],
+        max_image_pixels=cache["max_image_pixels"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
         gallery_size=args.gallery_size, protocol=protocol,
     )

@@ -179,6 +179,7 @@ def evaluate(
     decode_workers: int = 2,
     decode_timeout_s: float = 60.0,
     *,
+    max_image_pixels: int | None = None,
     equalize: Perturbation | None = None,
     max_per_class: int | None = None,
     seed: int = 0,
@@ -210,7 +211,7 @@ def evaluate(
     model, processor = load_checkpoint(model_dir, revision)
     threshold = float(model.config.decision_threshold if threshold is None else threshold)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
-                 decode_timeout_s=decode_timeout_s)
+                 decode_timeout_s=decode_timeout_s, max_image_pixels=max_image_pixels)
     scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache)
     if not state.is_main_process:
         return None
