@@ -90,6 +90,15 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
     )
 
 
+def read_images(images) -> tuple[bool, list[Image.Image]]:
+    """(was one bare image given?, the images as RGB PIL images): what the processor's steps take."""
+    single = not isinstance(images, (list, tuple))
+    images = [images] if single else list(images)
+    if not images:
+        raise ValueError("Got an empty list of images; pass at least one image.")
+    return single, [load_image(image) for image in images]
+
+
 def check_size(size: tuple[int, int], name: str, max_pixels: int | None = None) -> None:
     """Raise `ValueError` for an image with no pixels, or (with `max_pixels`) more pixels than that: the one message
     for an image too large to decode, wherever it is read."""

@@ -26,6 +26,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import item_detector.annotation_item
+import item_detector.components_item
+import item_detector.encoding_item
 import item_detector.images_item
 import item_detector.modeling_item
 import item_detector.processing_item
@@ -163,7 +165,8 @@ def annotation_fingerprint(processor, perturbation=None) -> dict:
     return {
         "stage": "annotations",
         "store": STORE_VERSION,
-        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item),
+        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.components_item,
+                                 item_detector.processing_item),
         "captioner": component_fingerprint(processor, processor.captioner_name_or_path),
         "detector": component_fingerprint(processor, processor.detector_name_or_path),
         "spacy": spacy_fingerprint(processor.spacy_model),
@@ -245,7 +248,7 @@ def feature_fingerprint(annotation_key: str, processor, model, storage_dtype: st
         "stage": "features",
         "store": STORE_VERSION,
         "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item,
-                                 item_detector.modeling_item),
+                                 item_detector.encoding_item, item_detector.modeling_item),
         "annotations": annotation_key,
         "backbone": backbone_fingerprint(model),
         "image_processor": clean_config(processor.image_processor.to_dict()),

@@ -198,9 +198,8 @@ def evaluate(
         columns: the metric columns of table.md / .tex / .csv. report: write report.html with a gallery of
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
 
-    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
-    with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
-    and only the main process scores and writes (the others return None).
+    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics) and
+    "files" (what was written); under `accelerate launch` all fill the caches, only the main one scores (others: None).
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
