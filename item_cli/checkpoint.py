@@ -156,8 +156,7 @@ def build_checkpoint(
 
     Args:
         backbone, captioner, detector: Hub ids or local folders (`captioner` defaults to the profile's).
-        hub_ids: Hub ids of local folders, by part (`{"backbone": "ORG/NAME"}`); a folder without one is recorded
-            by its name and the sha256 of its weights, never its path (see `component_sources`).
+        hub_ids: Hub ids of local folders, by part (`{"backbone": "ORG/NAME"}`; else name and sha256, never a path).
         config_options: `ItemConfig` fields (distance_type, fusion, head_hidden_size, ...).
         processor_options: `ItemProcessor` settings (max_objects, box_threshold, noun_mode, ...).
         seed: seed of the head's initialisation.
@@ -176,14 +175,18 @@ def build_checkpoint(
 
     chosen = get_profile(profile)
     captioner = captioner or chosen.captioner
-    sources = component_sources({"backbone": backbone, "captioner": captioner, "detector": detector}, hub_ids)
+    locations = {"backbone": backbone, "captioner": captioner, "detector": detector}
+    check_component_ids(locations, hub_ids)  # before any download
     backbone_config = AutoConfig.from_pretrained(backbone)
     check_backbone_is_dual_encoder(backbone_config.model_type)
     processor_options = profile_processor_options(chosen, backbone_config, processor_options)
     torch.manual_seed(seed)  # the head's initialisation
-    backbone_model = AutoModel.from_pretrained(backbone)
-    backbone_model.config.name_or_path = component_hub_id(sources["backbone"]) or ""  # nested in ours: no local path
-    model = ItemForImageClassification.from_backbone(backbone_model, **{**chosen.config_options, **(config_options or {})})
+    model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone),
+                                                     **{**chosen.config_options, **(config_options or {})})
+    networks = (AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),
+                AutoModelForZeroShotObjectDetection.from_pretrained(detector), AutoProcessor.from_pretrained(detector))
+    sources = component_sources(locations, hub_ids)  # after the downloads: the Hub cache knows each commit
+    model.config.backbone_config.name_or_path = component_hub_id(sources["backbone"]) or ""  # never a local path
     processor = ItemProcessor(
         AutoImageProcessor.from_pretrained(backbone),
         AutoTokenizer.from_pretrained(backbone),
@@ -193,24 +196,28 @@ def build_checkpoint(
         component_sources={**sources, "profile": profile},
         **processor_options,
     )
-    processor.set_networks(
-        AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),
-        AutoModelForZeroShotObjectDetection.from_pretrained(detector), AutoProcessor.from_pretrained(detector),
-    )
+    processor.set_networks(*networks)
     with staged_folder(output) as folder:
         save_checkpoint(model, processor, folder)
     return Path(output)
 
 
-def component_sources(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> dict[str, dict]:
-    """How the checkpoint records each component (`item_cli.public_names.component_record`), checked before any
-    network is loaded: a named Hub id must be one, and only a local folder takes one."""
-    hub_ids = {part: hub_id for part, hub_id in (hub_ids or {}).items() if hub_id}
-    for part, hub_id in hub_ids.items():
+def check_component_ids(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> None:
+    """Refuse, before any download, a named Hub id that is not one, or one given for a component that is not a
+    local folder (a Hub component is recorded by its own id)."""
+    for part, hub_id in (hub_ids or {}).items():
+        if not hub_id:
+            continue
         check_hub_id(hub_id, f"--{part}-id")
         if part not in locations or not is_local(str(locations[part])):
             raise ValueError(f"--{part}-id {hub_id!r} names the Hub id of a local --{part} folder; "
                              f"--{part} {locations.get(part)!r} is not one (a Hub id is recorded as it is).")
+
+
+def component_sources(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> dict[str, dict]:
+    """How the checkpoint records each component (`item_cli.public_names.component_record`): never a path."""
+    check_component_ids(locations, hub_ids)
+    hub_ids = hub_ids or {}
     return {part: component_record(str(location), hub_ids.get(part)) for part, location in locations.items()}
 
 

@@ -47,9 +47,15 @@ def is_local(name_or_path: str | os.PathLike) -> bool:
     return Path(text).expanduser().exists() or os.path.isabs(text) or text.startswith(("./", "../", "~"))
 
 
-def public_name(name_or_path: str | os.PathLike) -> str:
-    """A Hub id (or `hf:ORG/NAME` data source) as it is; a local path as its last component ("data/cnn" -> "cnn")."""
+def public_name(name_or_path) -> str:
+    """A Hub id (or `hf:ORG/NAME` data source) as it is; a local path as its last component ("data/cnn" -> "cnn");
+    a named source `NAME=SOURCE` as `NAME=` and the source's public name; a list of sources, each."""
+    if isinstance(name_or_path, (list, tuple)):
+        return ", ".join(public_name(item) for item in name_or_path)
     text = os.fspath(name_or_path)
+    name, separator, source = text.partition("=")
+    if separator and not is_local(text) and is_local(source):
+        return f"{name}={public_name(source)}"
     if not is_local(text):
         return text
     return Path(text).expanduser().resolve().name or text

@@ -153,6 +153,7 @@ def test_public_names_and_the_page_header_hide_folders(tmp_path):
     folder.mkdir()
     assert checkpoint_title(str(folder)) == "item-clip-l14" and checkpoint_title("user/item-clip") == "user/item-clip"
     assert public_name(folder) == "item-clip-l14" and public_name("hf:org/data") == "hf:org/data"
+    assert public_name(f"val={folder}") == "val=item-clip-l14" and public_name([folder, "hf:o/d"]) == "item-clip-l14, hf:o/d"
     assert not is_hub_id("/tmp/x") and not is_hub_id("a--b") and is_hub_id("gpt2") and is_hub_id("org/na.me_1")
 
 
@@ -162,3 +163,21 @@ def test_cache_info_names_the_checkpoint_and_its_components(trained, checkpoint,
     assert f"checkpoint {Path(checkpoint).name}" in table and "captioner captioner (model.safetensors sha256" in table
     assert "./captioner" not in table
     assert not [path for path in machine_paths(tmp_path_factory) if path in table]
+
+
+def test_item_build_records_the_hub_ids_it_is_given(tiny_parts, tmp_path, capsys):
+    parts = ["--captioner", tiny_parts["captioner"], "--detector", tiny_parts["detectors"]["grounding-dino"],
+             "--spacy-model", "en_core_web_sm", "--output", str(tmp_path / "item")]
+    assert main(["build", "--backbone", "openai/clip-vit-base-patch32", "--backbone-id", "org/clip", *parts]) == 2
+    assert "--backbone-id 'org/clip' names the Hub id of a local --backbone folder" in capsys.readouterr().err
+    assert not (tmp_path / "item").exists()
+    backbone = tiny_parts["backbones"]["clip"]
+    assert main(["build", "--backbone", backbone, "--backbone-id", "openai/clip-vit-base-patch32", *parts]) == 0
+    text = (tmp_path / "item" / "README.md").read_text()
+    assert yaml.safe_load(text.split("---\n")[1])["base_model"] == ["openai/clip-vit-base-patch32"]
+    assert "python -m spacy download en_core_web_sm`" in text
+    config = json.loads((tmp_path / "item" / "config.json").read_text())
+    assert config["backbone_config"]["_name_or_path"] == "openai/clip-vit-base-patch32"
+    sources = json.loads((tmp_path / "item" / "processor_config.json").read_text())["component_sources"]
+    assert sources["backbone"]["id"] == "openai/clip-vit-base-patch32" and set(sources["backbone"]["sha256"]) == {"model.safetensors"}
+    assert str(tmp_path) not in text and str(Path(backbone).parent) not in json.dumps(sources)
