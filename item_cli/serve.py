@@ -154,13 +154,19 @@ class Checker:
                 round(worst["similarity"], 4) if worst else "", "", result["caption"]]
 
 
+def checkpoint_title(model: str) -> str:
+    """What the page calls the checkpoint: its Hub id, or its folder's name (never the server's path)."""
+    folder = Path(model).expanduser()
+    return folder.resolve().name if folder.is_dir() or folder.is_absolute() else model
+
+
 def build_app(model: str, device: str | None = None):
     """A `gradio.Blocks` page for the ITEM checkpoint `model` (Hub id or folder), on `device` (default: cuda
     when available)."""
     gradio = _import_gradio()
     checker = Checker(model, device)
     with gradio.Blocks(title="ITEM: is this image AI-generated?", analytics_enabled=False) as app:
-        gradio.Markdown(f"# Is this image AI-generated?\nITEM checkpoint `{model}`. Boxes show the objects the caption"
+        gradio.Markdown(f"# Is this image AI-generated?\nITEM checkpoint `{checkpoint_title(model)}`. Boxes show the objects the caption"
                         " names, coloured by how well each matches its word relative to the image's other objects;"
                         " the verdict comes from the trained head.")
         with gradio.Tab("One image"):

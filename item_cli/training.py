@@ -29,6 +29,7 @@ from item_detector.processing_item import ItemAnnotations
 from .audit import audit_warnings
 from .cache import FrozenRows, frozen_rows, process_state
 from .checkpoint import check_replaceable, load_checkpoint, save_checkpoint, staged_folder
+from .public_names import public_name
 from .data import Skipped, load_records, require_labels, split_train_val, summary
 from .data.perturb import Augmentation
 from .evaluation.metrics import choose_threshold, detection_metrics
@@ -225,7 +226,7 @@ def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache
         val_records, val_skipped = load_records(val_data, layout=layout, generator=generator, options=data_options)
         require_labels(val_records, "validation")
         val = frozen_rows(val_records, processor, model, features=train_on == "features", **cache)
-        return TrainingData(rows, val, str(val_data), skipped + val_skipped + val.skipped)
+        return TrainingData(rows, val, public_name(val_data), skipped + val_skipped + val.skipped)
     splits = set(rows.column("split"))
     if split is None and {"train", "val"} <= splits:
         names = rows.column("split")
@@ -364,8 +365,8 @@ def training_description(model_dir, data, prepared: TrainingData, train_on, augm
         for generator, labels in sorted(summary(prepared.train.records).items())
     )
     return {
-        "source checkpoint": str(model_dir),
-        "training data": f"{data} ({len(prepared.train)} images: {counts})",
+        "source checkpoint": public_name(model_dir),  # a Hub id, or a folder's name: no path
+        "training data": f"{public_name(data)} ({len(prepared.train)} images: {counts})",
         "validation data": f"{prepared.val_source} ({len(prepared.val)} images)",
         "trained on": "cached frozen features" if train_on == "features" else "images (features computed every step)",
         "augmentation": augmentation.describe() if augmentation is not None and augmentation.active else "none",

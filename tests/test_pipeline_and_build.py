@@ -17,8 +17,8 @@ from item_detector.modeling_item import ItemForImageClassification
 from item_detector.processing_item import ItemProcessor
 
 REPO = Path(__file__).resolve().parent.parent
-REMOTE_FILES = ("configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py",
-                "annotation_item.py", "visualization_item.py")
+# Every remote-code file of the root: each must reach a checkpoint (imported relatively, so save_pretrained copies it).
+REMOTE_FILES = tuple(sorted(path.name for path in REPO.glob("*_item.py")))
 PROBE_CAPTION = "a man riding a bike on the road"
 
 # Runs in a fresh interpreter: hides this project (the editable install included), then loads DIR only through

@@ -18,7 +18,7 @@ from item_detector.processing_item import ItemAnnotations, ItemProcessor
 EXPECTED_FILES = {
     "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
     "configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py", "annotation_item.py",
-    "visualization_item.py", "handler.py", "requirements.txt", "captioner", "detector",
+    "components_item.py", "encoding_item.py", "visualization_item.py", "handler.py", "requirements.txt", "captioner", "detector",
 }
 
 
@@ -68,7 +68,8 @@ def test_train_writes_a_complete_loadable_checkpoint(trained, data, checkpoint):
     assert {path.name for path in out.iterdir()} == EXPECTED_FILES  # no trainer checkpoints or pickles left
     card = (out / "README.md").read_text()
     assert "## Training" in card and "learning rate: `0.01`" in card and "| validation metric | value |" in card
-    assert str(data) in card and "trained on: `cached frozen features`" in card
+    assert f"training data: `{data.name} (" in card and str(data) not in card  # the data's name, not its path
+    assert "trained on: `cached frozen features`" in card
     config = json.loads((out / "config.json").read_text())
     assert config["threshold_calibration"]["method"] == "balanced"
     assert config["decision_threshold"] == config["threshold_calibration"]["threshold"]

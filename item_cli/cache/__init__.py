@@ -126,6 +126,20 @@ class FrozenRows:
     def column(self, name: str) -> list:
         return [getattr(record, name) for record in self.records]
 
+    def joined(self, other: "FrozenRows", records: list[Record]) -> "FrozenRows":
+        """These rows and `other`'s as one, in the order of `records` (each record object is in one of them)."""
+        features = None
+        if self.features is not None and other.features is not None:
+            shifted = other.features.locations + np.array([len(self.features.sources), 0], dtype=np.int64)
+            locations = np.concatenate([self.features.locations, shifted]) if len(shifted) else self.features.locations
+            features = FeatureArrays(self.features.sources + other.features.sources, locations)
+        both = FrozenRows(self.records + other.records, self.keys + other.keys, self.annotations + other.annotations,
+                          features)
+        position = {id(record): index for index, record in enumerate(records)}
+        joined = both.select(sorted(range(len(both)), key=lambda index: position[id(both.records[index])]))
+        joined.skipped = self.skipped + other.skipped
+        return joined
+
     def select(self, indices) -> "FrozenRows":
         indices = [int(i) for i in indices]
         return FrozenRows(
@@ -192,6 +206,7 @@ def frozen_rows(
     batch_size: int = 16,
     decode_workers: int = 2,
     decode_timeout_s: float = 60.0,
+    max_image_pixels: int | None = None,
     state=None,
 ) -> FrozenRows:
     """Annotations (and, with `features`, backbone embeddings) of every record: from the cache, computing only
@@ -228,7 +243,7 @@ def frozen_rows(
         if features:
             model.to(state.device)
         work = Work(processor, model, perturbation, annotation_store, feature_store, storage_dtype, dict(found[0]))
-        with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s) as reader:
+        with ImageReader(workers=decode_workers, timeout_s=decode_timeout_s, max_pixels=max_image_pixels) as reader:
             failures = compute_missing(work, mine, batch_size, reader, state.device)
     failures = _gather(failures, state)
     if todo:  # new rows were written (gathering the failures waited for every process): merge, then read again

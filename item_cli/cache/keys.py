@@ -26,10 +26,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import item_detector.annotation_item
+import item_detector.components_item
+import item_detector.encoding_item
 import item_detector.images_item
 import item_detector.modeling_item
 import item_detector.processing_item
 from item_detector.processing_item import SPACY_FALLBACKS, bundled_subfolder
+
+from ..public_names import component_text, public_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +45,11 @@ _BLOCK = 1 << 20
 
 
 def stage_key(fingerprint: dict) -> str:
-    """The 16-hex-digit key of a stage's fingerprint."""
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The 16-hex-digit key of a stage's fingerprint. Its `made_by` entry only says which checkpoint first made the
+    stage (for `item cache --info`): it is no part of the key, so that a trained checkpoint shares the stages of the
+    one it came from and two copies of one checkpoint share theirs."""
+    keyed = {name: value for name, value in fingerprint.items() if name != "made_by"}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -126,13 +133,14 @@ def component_fingerprint(processor, name_or_path: str) -> dict:
         folder = _local_folder(name_or_path)
     if folder is None or not folder.is_dir():
         logger.warning("%r is not available locally, so the cache identifies it by name only.", name_or_path)
-        return {"name": name_or_path}
+        return {"name": name_or_path}  # a Hub id: a local folder was found above
     files = {
         file.name: file_sha256(file)
         for file in sorted(folder.iterdir())
         if file.is_file() and (file.suffix in WEIGHT_SUFFIXES or file.suffix == ".json" or file.suffix == ".txt")
     }
-    return {"name": name_or_path, "files": files}
+    # The files' hashes identify the component; the name is shown by `item cache --info`: no path of this machine.
+    return {"name": public_name(name_or_path), "files": files}
 
 
 def spacy_fingerprint(name: str) -> dict:
@@ -162,14 +170,48 @@ def annotation_fingerprint(processor, perturbation=None) -> dict:
     return {
         "stage": "annotations",
         "store": STORE_VERSION,
-        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item),
+        "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.components_item,
+                                 item_detector.processing_item),
         "captioner": component_fingerprint(processor, processor.captioner_name_or_path),
         "detector": component_fingerprint(processor, processor.detector_name_or_path),
         "spacy": spacy_fingerprint(processor.spacy_model),
         "settings": {name: getattr(processor, name) for name in ANNOTATION_SETTINGS},
         "compute_dtype": str(processor.dtype),
         "perturbation": getattr(perturbation, "name", None),
+        "made_by": made_by(processor, ("captioner", "detector")),
     }
+
+
+def made_by(processor, parts: tuple[str, ...]) -> dict:
+    """Which checkpoint made a stage, for people (not keyed): its Hub id or folder name, and its components' ids."""
+    sources = getattr(processor, "component_sources", {}) or {}
+    return {
+        "checkpoint": public_name(processor.source) if processor.source else None,
+        "revision": processor.revision,
+        "components": {part: component_text(sources[part]) for part in parts if sources.get(part)},
+    }
+
+
+def describe_origin(fingerprint: dict) -> str:
+    """What `item cache --info` says made a stage: the checkpoint and its components, never a machine path."""
+    origin = fingerprint.get("made_by") or {}
+    components = dict(origin.get("components") or {})
+    if fingerprint.get("stage") == "annotations":
+        for part in ("captioner", "detector"):
+            name = (fingerprint.get(part) or {}).get("name", "unknown")
+            bundled = bundled_subfolder(name) if name.startswith("./") else None
+            components.setdefault(part, f"the checkpoint's {bundled}/" if bundled else public_name(name))
+    else:
+        components.setdefault("backbone", f"weights sha256 {str(fingerprint.get('backbone'))[:12]}")
+    parts = [f"{part} {text}" for part, text in components.items()]
+    if fingerprint.get("stage") != "annotations":
+        parts += [f"annotations {fingerprint.get('annotations')}", f"stored as {fingerprint.get('storage_dtype')}"]
+    if fingerprint.get("perturbation"):
+        parts.append(f"perturbation {fingerprint['perturbation']}")
+    checkpoint = origin.get("checkpoint")
+    if checkpoint:
+        checkpoint += f"@{origin['revision']}" if origin.get("revision") else ""
+    return f"checkpoint {checkpoint or 'unknown'}: " + ", ".join(parts)
 
 
 def backbone_fingerprint(model) -> str:
@@ -211,7 +253,7 @@ def feature_fingerprint(annotation_key: str, processor, model, storage_dtype: st
         "stage": "features",
         "store": STORE_VERSION,
         "code": code_fingerprint(item_detector.images_item, item_detector.annotation_item, item_detector.processing_item,
-                                 item_detector.modeling_item),
+                                 item_detector.encoding_item, item_detector.modeling_item),
         "annotations": annotation_key,
         "backbone": backbone_fingerprint(model),
         "image_processor": clean_config(processor.image_processor.to_dict()),
@@ -221,4 +263,5 @@ def feature_fingerprint(annotation_key: str, processor, model, storage_dtype: st
         "backbone_quantization": model.config.backbone_quantization,
         "storage_dtype": storage_dtype,
         "perturbation": getattr(perturbation, "name", None),
+        "made_by": made_by(processor, ("backbone",)),
     }

@@ -2,6 +2,10 @@
 
 Writes one self-contained checkpoint folder (untrained head): config.json, model.safetensors, the processor,
 the captioner in captioner/, the detector in detector/, the remote code and a model card.
+
+The checkpoint names no path of this machine: a Hub component is recorded by its id and revision, a local folder
+by its name and the sha256 of its weights, or by the Hub id you give it (--backbone-id, --captioner-id,
+--detector-id ORG/NAME; the card's base_model then names the backbone's id).
 """
 
 from item_detector.processing_item import DEFAULT_DETECTOR, DEFAULT_SPACY_MODEL
@@ -21,6 +25,10 @@ def build_parser(prog):
                              "pooled from one whole-image pass (see the README's performance section)")
     parser.add_argument("--captioner", default=None, help="image-to-text model (Hub id or folder; default: the profile's)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="open-vocabulary detector: Grounding DINO, OWLv2 ...")
+    for part in ("backbone", "captioner", "detector"):
+        parser.add_argument(f"--{part}-id", default=None, metavar="ORG/NAME",
+                            help=f"Hub id of a local --{part} folder, recorded in the checkpoint and its card (default: "
+                                 "none; the folder is recorded by its name and the sha256 of its weights, never its path)")
     parser.add_argument("--spacy-model", default=DEFAULT_SPACY_MODEL, help="spaCy pipeline for noun extraction")
     parser.add_argument("--output", required=True, help="folder to write the checkpoint to (replaced only when complete)")
     parser.add_argument("--max-objects", type=int, default=8)
@@ -46,6 +54,7 @@ def run(args) -> int:
         processor_options=dict(max_objects=args.max_objects, box_threshold=args.box_threshold, noun_mode=args.noun_mode),
         seed=args.seed,
         profile=args.profile,
+        hub_ids={"backbone": args.backbone_id, "captioner": args.captioner_id, "detector": args.detector_id},
     )
     emit(f"wrote {output}")
     return 0

@@ -77,6 +77,7 @@ def run(args) -> int:
 
 
 def look_after(root, args) -> int:
+    from ..cache.keys import describe_origin
     from ..cache.store import StageStore, describe_stage, prune, stage_folders
 
     if args.prune:
@@ -91,7 +92,8 @@ def look_after(root, args) -> int:
             damaged = sum(not store.verify(chunk) for chunk in chunks)
             emit(f"{folder.name}: {len(chunks)} chunks checked, {damaged} damaged and removed")
     if args.info or not (args.prune or args.verify):
-        stages = [describe_stage(folder) for folder in stage_folders(root)]
+        stages = [{**describe_stage(folder), "made_by": describe_origin(StageStore.at(folder).fingerprint)}
+                  for folder in stage_folders(root)]
         emit(format_info(root, stages))
     return 0
 
@@ -102,7 +104,7 @@ def format_info(root, stages: list[dict]) -> str:
         lines += ["| stage | key | images | chunks | MB | last used | unfinished writes | made by |", "|---|---|---|---|---|---|---|---|"]
         for s in stages:
             lines.append(f"| {s['stage']} | {s['key']} | {s['images']} | {s['chunks']} | {s['bytes'] / 1e6:.1f} | "
-                         f"{s['last_used']} | {s['unfinished_writes']} | {s['components']} |")
+                         f"{s['last_used']} | {s['unfinished_writes']} | {s.get('made_by', s['components'])} |")
     return "\n".join(lines)
 
 

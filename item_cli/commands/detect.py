@@ -158,7 +158,7 @@ def run(args) -> int:
     if overlay is not None:
         overlay.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(candidates), unit="image", disable=None, file=sys.stderr)
-    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout) as reader:
+    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout, max_pixels=args.max_image_pixels) as reader:
         for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
             if overlay is not None and image is not None:

@@ -159,7 +159,10 @@ class _Worker:
 
 
 class ImageReader:
-    """`with ImageReader(workers=2) as reader: for decoded in reader.read(paths): ...` (see the module docstring)."""
+    """`with ImageReader(workers=2) as reader: for decoded in reader.read(paths): ...` (see the module docstring).
+
+    `max_pixels`: the largest image decoded (width x height; None: `images_item.MAX_IMAGE_PIXELS`). A larger file is
+    skipped with `load_image`'s one message, whatever its size (the command line's `--max-image-pixels N`)."""
 
     def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                  max_pixels: int | None = None):
@@ -167,6 +170,8 @@ class ImageReader:
             raise ValueError(f"workers={workers}; pass at least 1 decoding process.")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s={timeout_s}; pass a positive number of seconds.")
+        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+            raise ValueError(f"max_pixels={max_pixels!r}; pass a positive number of pixels (None: the default limit).")
         self.workers, self.timeout_s, self.memory_limit, self.max_pixels = workers, timeout_s, memory_limit, max_pixels
         self._pool: list[_Worker] = []
 

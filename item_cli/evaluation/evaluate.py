@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import FeatureArrays, FrozenRows, frozen_rows, process_state
+from ..cache import FrozenRows, frozen_rows, process_state
 from ..checkpoint import load_checkpoint
 from ..data import LABEL_NAMES, require_labels
 from ..data.perturb import Perturbation, compose
+from ..public_names import public_name
 from ..audit.formats import measured_fake_only_jpeg_warning
 from .abstention import BAND_COLUMNS, add_band_columns
 from .compare import build_run, checkpoint_identity, write_run
@@ -95,24 +96,8 @@ def score(model, processor, records, perturbation=None, state=None, fake_perturb
     parts = [frozen_rows(part, processor, model, perturbation=treatment, state=state, **cache)
              for part, treatment in (([r for r in records if r.label != 1], perturbation),
                                      ([r for r in records if r.label == 1], fake_perturbation)) if part]
-    rows = parts[0] if len(parts) == 1 else _joined(parts[0], parts[1], records)
+    rows = parts[0] if len(parts) == 1 else parts[0].joined(parts[1], records)
     return rows, head_scores(model, rows)
-
-
-def _joined(first: FrozenRows, second: FrozenRows, records) -> FrozenRows:
-    """Two FrozenRows as one, in the order of `records` (each record object appears in one of them)."""
-    features = None
-    if first.features is not None and second.features is not None:
-        shifted = second.features.locations + np.array([len(first.features.sources), 0], dtype=np.int64)
-        locations = np.concatenate([first.features.locations, shifted]) if len(shifted) else first.features.locations
-        features = FeatureArrays(first.features.sources + second.features.sources, locations)
-    both = FrozenRows(first.records + second.records, first.keys + second.keys, first.annotations + second.annotations,
-                      features)
-    position = {id(record): index for index, record in enumerate(records)}
-    order = sorted(range(len(both)), key=lambda index: position[id(both.records[index])])
-    joined = both.select(order)
-    joined.skipped = first.skipped + second.skipped
-    return joined
 
 
 def generator_table(labels: np.ndarray, scores: np.ndarray, generators: np.ndarray, threshold: float,
@@ -252,6 +237,7 @@ def evaluate(
     decode_workers: int = 2,
     decode_timeout_s: float = 60.0,
     *,
+    max_image_pixels: int | None = None,
     equalize: Perturbation | None = None,
     max_per_class: int | None = None,
     seed: int = 0,
@@ -273,9 +259,8 @@ def evaluate(
             the `gallery_size` most confident false positives and false negatives per set (0: no gallery).
         fake_only_jpeg: JPEG-compress the fake images only, at this quality, first (a format shortcut: warned).
 
-    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics),
-    with "files" listing what was written. Under `accelerate launch` the caches are computed by all processes
-    and only the main process scores and writes (the others return None).
+    Returns the results dict written to metrics.json ("conditions" -> name -> "generators" -> group -> metrics) and
+    "files" (what was written); under `accelerate launch` all fill the caches, only the main one scores (others: None).
     """
     columns = _check_options(threshold, gallery_size, equalize, columns)
     state = process_state()
@@ -284,12 +269,12 @@ def evaluate(
     model, processor = load_checkpoint(model_dir, revision)
     threshold, columns = _model_settings(model.config, threshold, columns)
     cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, decode_workers=decode_workers,
-                 decode_timeout_s=decode_timeout_s)
+                 decode_timeout_s=decode_timeout_s, max_image_pixels=max_image_pixels)
     scored = _score_conditions(model, processor, loaded, perturbations, equalize, threshold, state, cache,
                                None if fake_only_jpeg is None else Perturbation("jpeg", int(fake_only_jpeg)))
     if not state.is_main_process:
         return None
-    settings = {"model": str(model_dir), "threshold": threshold, "equalize": getattr(equalize, "name", None),
+    settings = {"model": public_name(model_dir), "threshold": threshold, "equalize": getattr(equalize, "name", None),
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision, "fake_only_jpeg": fake_only_jpeg}
     run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg, seed),
