@@ -13,9 +13,11 @@ Everything runs unchanged under `accelerate launch`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +31,9 @@ from item_detector.processing_item import ItemAnnotations
 from .audit import audit_warnings
 from .cache import FrozenRows, frozen_rows, process_state
 from .checkpoint import check_replaceable, load_checkpoint, save_checkpoint, staged_folder
-from .data import Skipped, load_records, require_labels, split_train_val, summary
+from .data import FAKE, REAL, Skipped, display_path, load_records, require_labels, split_train_val, summary
 from .data.perturb import Augmentation
-from .evaluation.metrics import choose_threshold, detection_metrics
+from .evaluation.metrics import THRESHOLD_METHODS, choose_threshold, detection_metrics
 from .resume import CompleteCheckpoints, resume_point
 
 logger = logging.getLogger(__name__)
@@ -208,22 +210,51 @@ class TrainingData:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator, seed):
-    """Records -> cached rows -> (train, validation): GenImage's own val folders when the data has both (and no
-    `split` was chosen), a separate `val_data`, or a stratified `val_fraction` by generator and label."""
+@dataclass
+class TrainingRecords:
+    """The files of a run, listed and checked before any network runs."""
+
+    records: list
+    val_records: list | None
+    skipped: list[Skipped]
+
+
+def load_training_records(data, val_data, layout, split, generator) -> TrainingRecords:
+    """List and check the training (and separate validation) data: labelled, both classes present."""
     records, skipped = load_records(data, layout=layout, split=split, generator=generator)
     require_labels(records, "training")
+    require_both_classes(records, "training data", "--data")
+    val_records = None
+    if val_data is not None:
+        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator)
+        require_labels(val_records, "validation")
+        require_both_classes(val_records, "validation data", "--val-data")
+        skipped = skipped + val_skipped
+    return TrainingRecords(records, val_records, skipped)
+
+
+def require_both_classes(records, what: str, option: str) -> None:
+    """A `ValueError` unless `records` hold real and fake images: a head learns one against the other, and AP,
+    ROC-AUC and a threshold mean nothing on one class."""
+    counts = Counter(record.label for record in records)
+    if not counts[REAL] or not counts[FAKE]:
+        found = ", ".join(f"{counts[label]} {name}" for label, name in ((REAL, "real"), (FAKE, "fake")))
+        raise ValueError(f"the {what} ({option}) holds one class only ({found}); it needs real and fake images.")
+
+
+def prepare_data(model, processor, listed: TrainingRecords, val_data, val_fraction, train_on, cache, split, seed):
+    """Records -> cached rows -> (train, validation): GenImage's own val folders when the data has both (and no
+    `split` was chosen), a separate validation set, or a stratified `val_fraction` by generator and label."""
+    records, skipped = listed.records, list(listed.skipped)
     for warning in audit_warnings(records, cache.get("perturbation")) if cache["state"].is_main_process else []:
         logger.warning(warning)
     rows = frozen_rows(records, processor, model, features=train_on == "features", **cache)
     skipped += rows.skipped
     if len(rows) == 0:
         raise ValueError("None of the training images could be read; see the skipped files above.")
-    if val_data is not None:
-        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator)
-        require_labels(val_records, "validation")
-        val = frozen_rows(val_records, processor, model, features=train_on == "features", **cache)
-        return TrainingData(rows, val, str(val_data), skipped + val_skipped + val.skipped)
+    if listed.val_records is not None:
+        val = frozen_rows(listed.val_records, processor, model, features=train_on == "features", **cache)
+        return TrainingData(rows, val, str(val_data), skipped + val.skipped)
     splits = set(rows.column("split"))
     if split is None and {"train", "val"} <= splits:
         names = rows.column("split")
@@ -244,8 +275,10 @@ def train(
     train_on: str = "features",
     augmentation: Augmentation | None = None,
     cache_dir=None,
-    cache_batch_size: int = 16,
+    batch_size: int = 16,
     storage_dtype: str = "float16",
+    decode_workers: int = 2,
+    decode_timeout_s: float = 60.0,
     layout: str = "auto",
     split: str | None = None,
     generator: str | None = None,
@@ -264,36 +297,55 @@ def train(
 
     Returns a dict with the output folder, validation metrics, calibration, data sizes and skipped files.
     """
-    output_dir = check_options(model_dir, training_args, train_on, augmentation)
+    output_dir = check_options(model_dir, training_args, train_on, augmentation, calibrate, target_fpr, revision)
+    listed = load_training_records(data, val_data, layout, split, generator)  # before any network runs
     training_args.device  # noqa: B018 - sets up the processes once, with TrainingArguments' settings
     state = process_state()
     model, processor = load_checkpoint(model_dir, revision)
-    cache = dict(cache_dir=cache_dir, batch_size=cache_batch_size, storage_dtype=storage_dtype, state=state,
-                 perturbation=equalize)
-    prepared = prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator,
+    cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, state=state,
+                 perturbation=equalize, decode_workers=decode_workers, decode_timeout_s=decode_timeout_s)
+    prepared = prepare_data(model, processor, listed, val_data, val_fraction, train_on, cache, split,
                             training_args.seed)
     args = copy.copy(training_args)  # the caller's arguments keep naming the final folder
     args.output_dir, args.remove_unused_columns = str(output_dir / WORK_FOLDER), False
-    trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)
-    trainer.train(resume_from_checkpoint=resume_point(args))
-    prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
-    scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
-    labels = np.asarray(prediction.label_ids).reshape(-1)
-    calibration = calibrate_on_validation(model, labels, scores, calibrate, target_fpr, prepared.val_source)
-    results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
-    description = training_description(model_dir, data, prepared, train_on, augmentation, args, state, calibration,
-                                       equalize)
-    if state.is_main_process:
-        with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
-            save_checkpoint(model, processor, folder, training=description, results=results)
-            if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
-                shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
-    state.wait_for_everyone()
+    with removed_on_failure(output_dir):
+        trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)
+        trainer.train(resume_from_checkpoint=resume_point(args))
+        prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
+        scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
+        labels = np.asarray(prediction.label_ids).reshape(-1)
+        calibration = calibrate_on_validation(model, labels, scores, calibrate, target_fpr, prepared.val_source)
+        results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
+        description = training_description(model_dir, data, prepared, train_on, augmentation, args, state,
+                                           calibration, equalize)
+        if state.is_main_process:
+            with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
+                save_checkpoint(model, processor, folder, training=description, results=results)
+                if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
+                    shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
+        state.wait_for_everyone()
     return {
         "output_dir": str(output_dir), "results": results, "calibration": calibration, "train_images": len(prepared.train),
         "val_images": len(prepared.val), "skipped": [{"path": item.path, "reason": item.reason} for item in prepared.skipped],
         "log_history": trainer.state.log_history,
     }
+
+
+@contextlib.contextmanager
+def removed_on_failure(output_dir: Path):
+    """A run that fails (an error, not Ctrl-C) leaves nothing behind: the Trainer checkpoints it started (a
+    resumed run's earlier ones stay), and the output folder when this run created it and it is left empty.
+    Ctrl-C keeps the complete checkpoints, from which `--resume-from-checkpoint true` goes on."""
+    work = output_dir / WORK_FOLDER
+    existed, work_existed = output_dir.exists(), work.exists()
+    try:
+        yield
+    except Exception:
+        if not work_existed:
+            shutil.rmtree(work, ignore_errors=True)
+        if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
 
 
 def calibrate_on_validation(model, labels, scores, method: str | None, target_fpr, val_source: str) -> dict | None:
@@ -305,18 +357,35 @@ def calibrate_on_validation(model, labels, scores, method: str | None, target_fp
     return calibration
 
 
-def check_options(model_dir, training_args, train_on: str, augmentation) -> Path:
-    """The final folder, after refusing what cannot work, before any hour of work is spent."""
+def check_options(model_dir, training_args, train_on: str, augmentation, calibrate=None, target_fpr=None,
+                  revision=None) -> Path:
+    """The final folder, after refusing what cannot work, before any hour of work is spent (and before any file
+    is listed or any network loaded)."""
+    from .model_source import check_model_source
+
     if train_on not in TRAIN_ON:
-        raise ValueError(f"train_on={train_on!r}; choose one of {TRAIN_ON}.")
+        raise ValueError(f"--train-on {train_on}: choose one of {', '.join(TRAIN_ON)}.")
     if augmentation is not None and augmentation.active and train_on != "images":
         raise ValueError(
-            "Train-time augmentation changes the pixels the backbone sees, so it needs train_on='images' "
-            "(--train-on images); cached features are computed once from the clean images."
+            "Train-time augmentation (--blur-prob, --jpeg-prob) changes the pixels the backbone sees, so it needs "
+            "--train-on images; cached features are computed once from the clean images."
         )
+    if calibrate not in (None, *THRESHOLD_METHODS):
+        raise ValueError(f"--calibrate {calibrate}: choose none or one of {', '.join(THRESHOLD_METHODS)}.")
+    if calibrate == "fpr" and target_fpr is None:
+        raise ValueError("--calibrate fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of the real "
+                         "validation images called fake).")
+    if target_fpr is not None and calibrate != "fpr":
+        raise ValueError(f"--target-fpr {target_fpr} applies to --calibrate fpr only; add it, or drop --target-fpr.")
+    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
+        raise ValueError(f"--target-fpr {target_fpr}: pass a share of the real images in (0, 1), e.g. 0.05.")
+    if training_args.output_dir is None:
+        raise ValueError("item train needs --output DIR: the folder the trained checkpoint is written to.")
+    check_model_source(model_dir, revision)
     output_dir = Path(training_args.output_dir).expanduser().absolute()
     if Path(model_dir).expanduser().exists() and Path(model_dir).expanduser().absolute() == output_dir:
-        raise ValueError(f"output_dir {str(output_dir)!r} is the model being trained; write the result to a new folder.")
+        raise ValueError(f"--output {display_path(output_dir)} is the model being trained; write the result to a "
+                         "new folder.")
     check_replaceable(output_dir, (WORK_FOLDER,))
     return output_dir
 
@@ -339,16 +408,16 @@ def build_trainer(model, processor, prepared: TrainingData, args, train_on: str,
 
 def validation_results(labels: np.ndarray, scores: np.ndarray, val: FrozenRows, threshold: float) -> dict:
     """The model card's validation table: overall metrics, then ACC / AP per generator when there are several."""
-    results = {"validation images": int(labels.size)}
+    results = {"validation_images": int(labels.size)}
     overall = detection_metrics(labels, scores, threshold)
     results.update({key: overall[key] for key in ("acc", "acc_real", "acc_fake", "ap", "roc_auc", "oracle_acc")})
-    results["decision threshold"] = threshold
+    results["decision_threshold"] = threshold
     generators = np.asarray(val.column("generator"))
     if len(set(generators.tolist())) > 1:
         for name in sorted(set(generators.tolist())):
             mask = generators == name
             found = detection_metrics(labels[mask], scores[mask], threshold)
-            results[f"{name}: acc / ap"] = f"{found['acc']:.4f} / {found['ap']:.4f}"
+            results[f"acc_{name}"], results[f"ap_{name}"] = found["acc"], found["ap"]
     return results
 
 

@@ -1,4 +1,4 @@
-"""`item calibrate --model DIR --data VAL_ROOT_OR_CSV [--method balanced | --method fpr --target-fpr 0.05]`.
+"""`item calibrate --model DIR --data VALIDATION_SOURCE [--method balanced | --method fpr --target-fpr 0.05]`.
 
 Scores labelled validation images, chooses the decision threshold (best balanced accuracy, or the lowest
 threshold whose false-positive rate on the real images is at most the target), and stores it in the
@@ -11,19 +11,20 @@ import json
 import shutil
 from pathlib import Path
 
-from ..args import add_cache, add_data, cache_options, command_parser
+from ..args import add_cache, add_data, add_options, cache_options, command_parser
 from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
 
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
-    parser.add_argument("--model", required=True, help="ITEM checkpoint folder (updated in place unless --output)")
-    add_data(parser, help="labelled validation data: folder or CSV manifest (not the test set)")
+    add_options(parser, "--model", model={"required": True})  # a local folder: its config.json is updated
+    add_data(parser)
     parser.add_argument("--method", choices=THRESHOLD_METHODS, default="balanced",
                         help="balanced: best balanced accuracy; fpr: at most --target-fpr of the real images flagged")
-    parser.add_argument("--target-fpr", type=float, default=None, help="with --method fpr, e.g. 0.05")
-    parser.add_argument("--output", default=None, help="write a calibrated copy of the checkpoint here instead")
+    add_options(parser, "--target-fpr")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="write a calibrated copy of the checkpoint here (default: update --model in place)")
     add_cache(parser)
     return parser
 

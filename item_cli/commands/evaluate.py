@@ -1,4 +1,4 @@
-"""`item evaluate --model DIR --data [NAME=]PATH ... | --protocol NAME_OR_FILE --protocol-root DIR [options]`.
+"""`item evaluate --model M --data [NAME=]PATH ... | --protocol NAME_OR_FILE --protocol-root DIR [options]`.
 
 Per set (or, for one unnamed folder, per generator): accuracy on real, on fake, at the model's threshold, AP,
 ROC-AUC and oracle accuracy, with a mean row, clean and under each test-time perturbation. Writes to --output:
@@ -14,7 +14,7 @@ explanation pictures (gallery/); prints table.md.
 
 from pathlib import Path
 
-from ..args import add_cache, add_model, cache_options, command_parser, positive_int
+from ..args import add_cache, add_model, add_options, cache_options, command_parser
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -26,20 +26,16 @@ def build_parser(prog):
     parser = command_parser(prog, __doc__)
     add_model(parser)
     add_set_arguments(parser)
-    parser.add_argument("--output", default="item-evaluation", help="folder for the result files")
-    parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q", help="JPEG qualities, e.g. 95 75 50 30")
-    parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S", help="Gaussian blur sigmas in pixels, e.g. 1 2 3")
-    parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F", help="down-scaling factors, e.g. 0.5")
-    parser.add_argument("--equalize", default=None, metavar="jpeg:Q",
-                        help="re-encode every image alike before anything else (e.g. jpeg:95), so that no file-format "
-                             "difference between real and fake survives; applied before the perturbations")
-    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the checkpoint's)")
-    parser.add_argument("--max-per-class", type=positive_int, default=None, metavar="N",
-                        help="keep a seeded, balanced sample of up to N real and N fake images per set")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample")
+    parser.add_argument("--output", default="item-evaluation", metavar="DIR", help="folder for the result files")
+    parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q",
+                        help="JPEG qualities to test, e.g. 95 75 50 30 (default: none)")
+    parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S",
+                        help="Gaussian blur sigmas in pixels to test, e.g. 1 2 3 (default: none)")
+    parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F",
+                        help="down-scaling factors to test, e.g. 0.5 (default: none)")
+    add_options(parser, "--equalize", "--threshold", "--max-per-class", "--seed")
     parser.add_argument("--columns", nargs="+", choices=TABLE_COLUMNS, default=list(DEFAULT_COLUMNS), metavar="METRIC",
-                        help=f"metric columns of table.md/.tex/.csv, in order (default {' '.join(DEFAULT_COLUMNS)}; "
-                             f"choices {' '.join(TABLE_COLUMNS)})")
+                        help=f"metric columns of table.md/.tex/.csv, in order, of {' '.join(TABLE_COLUMNS)}")
     parser.add_argument("--gallery-size", type=int, default=6, metavar="K",
                         help="most confident false positives and false negatives shown per set in report.html (0: none)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery of explanation pictures")

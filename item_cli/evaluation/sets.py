@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, load_records
+from ..data import FAKE, REAL, Record, Skipped, load_records
 from ..protocols import ROLES, load_protocol, parse_data_arguments
 
 logger = logging.getLogger(__name__)
@@ -56,20 +56,17 @@ class LoadedSets:
         return record.generator if self.named else self.sets[0].name
 
 
-def add_set_arguments(parser, what: str = "test data") -> None:
-    """`--data`, `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator`."""
-    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]PATH",
-                        help=f"{what}: a CNNDetection/GenImage-style folder or CSV manifest; repeat for several named "
-                             "sets (NAME=PATH, or a bare PATH named after its folder)")
+def add_set_arguments(parser) -> None:
+    """`--data` (repeatable), `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator`."""
+    from ..args import add_data_sets
+
+    add_data_sets(parser)
     parser.add_argument("--protocol", default=None, metavar="NAME_OR_FILE",
                         help="a built-in protocol (universalfakedetect, genimage) or a YAML/JSON protocol file, "
                              "instead of --data")
-    parser.add_argument("--protocol-root", default=None, metavar="DIR", help="the folder that holds the protocol's sets")
-    parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role (default test)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout of every set (default: detected)")
-    parser.add_argument("--split", default=None, help="GenImage: use this split only (train / val)")
-    parser.add_argument("--generator", default=None,
-                        help="one generator name for all images of a single unnamed --data (named sets use their name)")
+    parser.add_argument("--protocol-root", default=None, metavar="DIR",
+                        help="the folder that holds the protocol's sets (with --protocol)")
+    parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role")
 
 
 def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_root: str | None = None,
