@@ -11,6 +11,7 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
 
 from ..args import add_cache, add_data, add_model, add_options, command_parser, positive_int, probability, whole_number
 from ..console import emit, report_skipped, status
+from ..model_source import check_model_source
 from ..data import Skipped
 
 
@@ -48,6 +49,7 @@ def run(args) -> int:
     from ..evaluation.ablation import HeadSchedule, ablate, variant_grid
     from ..evaluation.ablation_report import markdown_ablation
 
+    check_model_source(args.model, args.revision)  # before any work
     grid = variant_grid(args.distance_types, args.fusions, args.head_hidden_sizes)
     schedule = HeadSchedule(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.head_batch_size,
                             weight_decay=args.weight_decay, threshold=args.threshold)

@@ -56,6 +56,9 @@ def run(args) -> int:
     from ..checkpoint import load_checkpoint
     from ..data import load_records
 
+    from ..model_source import check_model_source
+
+    check_model_source(args.model, args.revision)  # before the files are listed
     records, skipped = load_records(args.data, layout=args.layout, split=args.split, generator=args.generator)
     model, processor = load_checkpoint(args.model, args.revision)
     rows = frozen_rows(records, processor, model, features=args.features, **cache_options(args))

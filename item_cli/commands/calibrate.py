@@ -38,14 +38,20 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     from ..data import load_records, require_labels
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
+    from ..model_source import check_model_source
+    from ..training import require_both_classes
 
     if method == "fpr" and target_fpr is None:
         raise ValueError("--method fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of real images flagged).")
+    if target_fpr is not None and method != "fpr":
+        raise ValueError(f"--target-fpr {target_fpr} applies to --method fpr only; add it, or drop --target-fpr.")
+    check_model_source(model_dir)
     if not Path(model_dir).is_dir():
-        raise ValueError(f"--model {model_dir!r} is not a local checkpoint folder; calibration writes into its config.json.")
+        raise ValueError(f"--model {model_dir} is not a local checkpoint folder; calibration writes into its config.json.")
     state = process_state()
     records, skipped = load_records(data, layout=layout, split=split, generator=generator)
     require_labels(records, "calibration")
+    require_both_classes(records, "validation data", "--data")  # before any network runs
     model, processor = load_checkpoint(model_dir)
     rows, scores = score(model, processor, records, state=state, **cache)
     report_skipped(skipped + rows.skipped)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..args import add_cache, add_model, add_options, cache_options, command_parser
 from ..console import emit, report_skipped, status
+from ..model_source import check_model_source
 from ..data import Skipped
 
 
@@ -49,8 +50,15 @@ def run(args) -> int:
     from ..evaluation.evaluate import evaluate
     from ..evaluation.sets import sets_from_arguments
 
+    from ..evaluation.report import PLOTS_HINT, plotting_available
+
     if args.gallery_size < 0:
         raise ValueError(f"--gallery-size {args.gallery_size}: pass 0 (no gallery) or a positive number, e.g. 6.")
+    check_model_source(args.model, args.revision)
+    plots = not args.no_plots
+    if plots and not plotting_available():  # said before the work, and the numbers are all written
+        status(f"matplotlib is not installed: no PNG plots this time ({PLOTS_HINT} adds them)")
+        plots = False
     equalize = parse_equalize(args.equalize)
     perturbations = perturbations_from_args(args.jpeg_quality, args.blur_sigma, args.downscale)
     output = Path(args.output)
@@ -60,7 +68,7 @@ def run(args) -> int:
     results = evaluate(
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
         batch_size=cache["batch_size"], layout=args.layout, split=args.split, generator=args.generator,
-        storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
+        storage_dtype=cache["storage_dtype"], plots=plots, revision=args.revision,
         decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,
         gallery_size=args.gallery_size, protocol=protocol,

@@ -4,8 +4,6 @@ The page itself lives in item_cli/serve.py, which also runs as a Hugging Face Sp
 imports nothing else of item_cli); this command gives it the options and messages every command has.
 """
 
-import importlib.util
-
 from ..args import command_parser
 from ..model_source import check_model_source
 from ..serve import INSTALL_HINT, MODEL_ENV
@@ -26,8 +24,10 @@ def build_parser(prog):
 
 def run(args) -> int:
     # Checked before any model is loaded: one line, no traceback.
-    if importlib.util.find_spec("gradio") is None:
-        raise ValueError(INSTALL_HINT)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ValueError(INSTALL_HINT) from None
     if not args.model:
         raise ValueError(f"no model: pass --model CHECKPOINT or set {MODEL_ENV}=CHECKPOINT.")
     check_model_source(args.model)

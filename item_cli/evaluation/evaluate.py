@@ -258,13 +258,18 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
     if scored.skipped:
         write_rows_csv([{"path": item.path, "reason": item.reason} for item in scored.skipped], output / "skipped.csv")
         files.append("skipped.csv")
+    drawn = []
+    for name in ("per_generator.png", "robustness.png"):  # a plot of an earlier run is not this run's
+        (output / name).unlink(missing_ok=True)
     if plots:
         plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
                            f"{title} (clean, threshold {threshold:.3g})")
-        plot_robustness(conditions, output / "robustness.png")
-        files += ["per_generator.png", "robustness.png"]
+        drawn.append("per_generator.png")
+        if plot_robustness(conditions, output / "robustness.png"):
+            drawn.append("robustness.png")
+        files += drawn
     if report:
-        files += _write_report(output, run, title, gallery_size, equalize)
+        files += _write_report(output, run, title, gallery_size, equalize, drawn)
     results = {
         **settings, "data": [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets],
         "grouped_by": "set" if loaded.named else "generator", "images": scored.images, "mean_rule": MEAN_RULE,
@@ -276,7 +281,7 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
     return results
 
 
-def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize) -> list[str]:
+def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize, plots: list[str]) -> list[str]:
     """report.html and, with a gallery, its pictures under gallery/; returns the names written."""
     loaded, scored, settings = run["loaded"], run["scored"], run["settings"]
     rows, scores = scored.clean
@@ -292,7 +297,7 @@ def _write_report(output: Path, run: dict, title: str, gallery_size: int, equali
              "skipped files": len(scored.skipped), "mean row": MEAN_RULE}
     if settings["max_per_class"]:
         shown["sampling"] = f"at most {settings['max_per_class']} real and fake images per set (seed {settings['seed']})"
-    page = render_report(title, shown, scored.conditions, tuple(settings["columns"]), settings["threshold"], output,
-                         mistakes, gallery_size)
+    page = render_report(title, shown, scored.conditions, tuple(settings["columns"]), settings["threshold"],
+                         [output / name for name in plots], mistakes, gallery_size)
     (output / "report.html").write_text(page, encoding="utf-8")
     return ["report.html", *(["gallery/"] if any(m.file for m in mistakes or []) else [])]

@@ -72,6 +72,18 @@ def write_rows_csv(rows: list[dict], path: Path, columns: list[str] | None = Non
         writer.writerows(rows)
 
 
+PLOTS_HINT = 'pip install "item-detector[eval]"'
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib (the [eval] extra) can be imported: without it, every number is still written."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot_per_generator(table: dict, path: Path, title: str) -> None:
     """Grouped bars per generator (and the mean): ACC real, ACC fake, ACC, AP."""
     import matplotlib
@@ -90,27 +102,27 @@ def plot_per_generator(table: dict, path: Path, title: str) -> None:
     axes.set_xticks(positions, names, rotation=30, ha="right")
     axes.set_ylim(0, 100)
     axes.set_ylabel("%")
-    axes.set_title(title)
-    axes.legend(loc="lower right", fontsize="small")
+    axes.set_title(title, pad=24)
+    # above the plot, in one row: inside it, the legend hid the bars (the mean's among them)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(keys), fontsize="small", frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def plot_robustness(conditions: dict, path: Path) -> None:
-    """One panel per perturbation kind: mean ACC and AP (and each generator's AP, thin) against strength."""
+def plot_robustness(conditions: dict, path: Path) -> bool:
+    """One panel per perturbation kind: mean ACC and AP (and each generator's AP, thin) against strength.
+    Returns False, writing nothing, when no perturbation was evaluated."""
+    kinds = [kind for kind in CLEAN_STRENGTH if any(c["perturbation"] == kind for c in conditions.values())]
+    if not kinds:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = [kind for kind in CLEAN_STRENGTH if any(c["perturbation"] == kind for c in conditions.values())]
-    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(5 * max(1, len(kinds)), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), squeeze=False)
     clean = conditions[CLEAN]["generators"]
-    if not kinds:
-        axes[0][0].text(0.5, 0.5, "no perturbations requested\n(--jpeg-quality, --blur-sigma, --downscale)",
-                        ha="center", va="center")
-        axes[0][0].set_axis_off()
     labels = {"jpeg": "JPEG quality", "blur": "Gaussian blur sigma (px)", "downscale": "down-scaling factor"}
     for axis, kind in zip(axes[0], kinds):
         points = sorted(
@@ -134,3 +146,4 @@ def plot_robustness(conditions: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
