@@ -13,13 +13,10 @@ Everything runs unchanged under `accelerate launch`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import shutil
-from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from torch import nn
@@ -30,15 +27,15 @@ from item_detector.processing_item import ItemAnnotations
 
 from .audit import audit_warnings
 from .cache import FrozenRows, frozen_rows, process_state
-from .checkpoint import check_replaceable, load_checkpoint, save_checkpoint, staged_folder
-from .data import FAKE, REAL, Skipped, display_path, load_records, require_labels, split_train_val, summary
+from .checkpoint import load_checkpoint, save_checkpoint, staged_folder
+from .data import Skipped, split_train_val, summary
 from .data.perturb import Augmentation
-from .evaluation.metrics import THRESHOLD_METHODS, choose_threshold, detection_metrics
+from .evaluation.metrics import choose_threshold, detection_metrics
 from .resume import CompleteCheckpoints, resume_point
+from .train_checks import WORK_FOLDER, TrainingRecords, check_options, load_training_records, removed_on_failure
 
 logger = logging.getLogger(__name__)
 
-TRAIN_ON = ("features", "images")
 # TrainingArguments defaults for a small head on frozen features; every one can be changed on the command line.
 HEAD_TRAINING_DEFAULTS = {
     "num_train_epochs": 10,
@@ -58,7 +55,6 @@ HEAD_TRAINING_DEFAULTS = {
     # Processes wait for each other after filling their cache shards; at scale one shard can take hours longer.
     "ddp_timeout": 6 * 3600,
 }
-WORK_FOLDER = "trainer-checkpoints"
 IN_MEMORY_BYTES = 4 << 30  # cached features up to this size are gathered into memory once
 
 
@@ -210,38 +206,6 @@ class TrainingData:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-@dataclass
-class TrainingRecords:
-    """The files of a run, listed and checked before any network runs."""
-
-    records: list
-    val_records: list | None
-    skipped: list[Skipped]
-
-
-def load_training_records(data, val_data, layout, split, generator) -> TrainingRecords:
-    """List and check the training (and separate validation) data: labelled, both classes present."""
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator)
-    require_labels(records, "training")
-    require_both_classes(records, "training data", "--data")
-    val_records = None
-    if val_data is not None:
-        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator)
-        require_labels(val_records, "validation")
-        require_both_classes(val_records, "validation data", "--val-data")
-        skipped = skipped + val_skipped
-    return TrainingRecords(records, val_records, skipped)
-
-
-def require_both_classes(records, what: str, option: str) -> None:
-    """A `ValueError` unless `records` hold real and fake images: a head learns one against the other, and AP,
-    ROC-AUC and a threshold mean nothing on one class."""
-    counts = Counter(record.label for record in records)
-    if not counts[REAL] or not counts[FAKE]:
-        found = ", ".join(f"{counts[label]} {name}" for label, name in ((REAL, "real"), (FAKE, "fake")))
-        raise ValueError(f"the {what} ({option}) holds one class only ({found}); it needs real and fake images.")
-
-
 def prepare_data(model, processor, listed: TrainingRecords, val_data, val_fraction, train_on, cache, split, seed):
     """Records -> cached rows -> (train, validation): GenImage's own val folders when the data has both (and no
     `split` was chosen), a separate validation set, or a stratified `val_fraction` by generator and label."""
@@ -319,10 +283,7 @@ def train(
         description = training_description(model_dir, data, prepared, train_on, augmentation, args, state,
                                            calibration, equalize)
         if state.is_main_process:
-            with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
-                save_checkpoint(model, processor, folder, training=description, results=results)
-                if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
-                    shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
+            write_trained(model, processor, output_dir, description, results, keep_checkpoints)
         state.wait_for_everyone()
     return {
         "output_dir": str(output_dir), "results": results, "calibration": calibration, "train_images": len(prepared.train),
@@ -331,21 +292,12 @@ def train(
     }
 
 
-@contextlib.contextmanager
-def removed_on_failure(output_dir: Path):
-    """A run that fails (an error, not Ctrl-C) leaves nothing behind: the Trainer checkpoints it started (a
-    resumed run's earlier ones stay), and the output folder when this run created it and it is left empty.
-    Ctrl-C keeps the complete checkpoints, from which `--resume-from-checkpoint true` goes on."""
-    work = output_dir / WORK_FOLDER
-    existed, work_existed = output_dir.exists(), work.exists()
-    try:
-        yield
-    except Exception:
-        if not work_existed:
-            shutil.rmtree(work, ignore_errors=True)
-        if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        raise
+def write_trained(model, processor, output_dir, description: dict, results: dict, keep_checkpoints: bool) -> None:
+    """The trained checkpoint into `output_dir`, swapped in once complete (with Trainer's checkpoints if kept)."""
+    with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
+        save_checkpoint(model, processor, folder, training=description, results=results)
+        if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
+            shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
 
 
 def calibrate_on_validation(model, labels, scores, method: str | None, target_fpr, val_source: str) -> dict | None:
@@ -355,39 +307,6 @@ def calibrate_on_validation(model, labels, scores, method: str | None, target_fp
     calibration = {**choose_threshold(labels, scores, method, target_fpr), "data": f"validation split: {val_source}"}
     model.config.decision_threshold, model.config.threshold_calibration = calibration["threshold"], calibration
     return calibration
-
-
-def check_options(model_dir, training_args, train_on: str, augmentation, calibrate=None, target_fpr=None,
-                  revision=None) -> Path:
-    """The final folder, after refusing what cannot work, before any hour of work is spent (and before any file
-    is listed or any network loaded)."""
-    from .model_source import check_model_source
-
-    if train_on not in TRAIN_ON:
-        raise ValueError(f"--train-on {train_on}: choose one of {', '.join(TRAIN_ON)}.")
-    if augmentation is not None and augmentation.active and train_on != "images":
-        raise ValueError(
-            "Train-time augmentation (--blur-prob, --jpeg-prob) changes the pixels the backbone sees, so it needs "
-            "--train-on images; cached features are computed once from the clean images."
-        )
-    if calibrate not in (None, *THRESHOLD_METHODS):
-        raise ValueError(f"--calibrate {calibrate}: choose none or one of {', '.join(THRESHOLD_METHODS)}.")
-    if calibrate == "fpr" and target_fpr is None:
-        raise ValueError("--calibrate fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of the real "
-                         "validation images called fake).")
-    if target_fpr is not None and calibrate != "fpr":
-        raise ValueError(f"--target-fpr {target_fpr} applies to --calibrate fpr only; add it, or drop --target-fpr.")
-    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
-        raise ValueError(f"--target-fpr {target_fpr}: pass a share of the real images in (0, 1), e.g. 0.05.")
-    if training_args.output_dir is None:
-        raise ValueError("item train needs --output DIR: the folder the trained checkpoint is written to.")
-    check_model_source(model_dir, revision)
-    output_dir = Path(training_args.output_dir).expanduser().absolute()
-    if Path(model_dir).expanduser().exists() and Path(model_dir).expanduser().absolute() == output_dir:
-        raise ValueError(f"--output {display_path(output_dir)} is the model being trained; write the result to a "
-                         "new folder.")
-    check_replaceable(output_dir, (WORK_FOLDER,))
-    return output_dir
 
 
 def build_trainer(model, processor, prepared: TrainingData, args, train_on: str, augmentation, equalize=None) -> Trainer:

@@ -156,7 +156,7 @@ def test_calibrate_refuses_one_class_before_scoring(checkpoint, tmp_path, capsys
 
 
 def test_a_failed_training_run_leaves_nothing_behind(tmp_path):
-    from item_cli.training import WORK_FOLDER, removed_on_failure
+    from item_cli.train_checks import WORK_FOLDER, removed_on_failure
 
     output = tmp_path / "out"
     with pytest.raises(ValueError), removed_on_failure(output):

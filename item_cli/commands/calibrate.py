@@ -39,7 +39,7 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
     from ..model_source import check_model_source
-    from ..training import require_both_classes
+    from ..train_checks import require_both_classes
 
     if method == "fpr" and target_fpr is None:
         raise ValueError("--method fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of real images flagged).")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..args import add_cache, add_model, add_options, cache_options, command_parser
 from ..console import emit, report_skipped, status
-from ..model_source import check_model_source
 from ..data import Skipped
 
 
@@ -48,22 +47,20 @@ def build_parser(prog):
 def run(args) -> int:
     from ..data.perturb import parse_equalize, perturbations_from_args
     from ..evaluation.evaluate import evaluate
-    from ..evaluation.sets import sets_from_arguments
-
     from ..evaluation.report import PLOTS_HINT, plotting_available
+    from ..evaluation.sets import sets_from_arguments
 
     if args.gallery_size < 0:
         raise ValueError(f"--gallery-size {args.gallery_size}: pass 0 (no gallery) or a positive number, e.g. 6.")
-    check_model_source(args.model, args.revision)
-    plots = not args.no_plots
-    if plots and not plotting_available():  # said before the work, and the numbers are all written
-        status(f"matplotlib is not installed: no PNG plots this time ({PLOTS_HINT} adds them)")
-        plots = False
     equalize = parse_equalize(args.equalize)
     perturbations = perturbations_from_args(args.jpeg_quality, args.blur_sigma, args.downscale)
     output = Path(args.output)
     sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role,
                                          manifest_dir=output / "manifests")
+    plots = not args.no_plots
+    if plots and not plotting_available():  # said before the work, and the numbers are all written
+        status(f"matplotlib is not installed: no PNG plots this time ({PLOTS_HINT} adds them)")
+        plots = False
     cache = cache_options(args)
     results = evaluate(
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
