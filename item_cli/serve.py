@@ -197,26 +197,32 @@ def build_app(model: str, device: str | None = None):
 
 def build_parser(prog: str = "item serve") -> argparse.ArgumentParser:
     """The options of `item serve` (also of `python -m item_cli.serve` and of a Space's app.py)."""
-    parser = argparse.ArgumentParser(prog=prog, description="A web page that checks images with an ITEM checkpoint.")
-    parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
-                        help=f"ITEM checkpoint: Hub id or folder (default: ${MODEL_ENV})")
+    parser = argparse.ArgumentParser(prog=prog, description="A web page that checks images with an ITEM checkpoint.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV), metavar="M",
+                        help=f"ITEM checkpoint: a local folder or a Hub id (ORG/NAME); a Space sets ${MODEL_ENV}")
     # A Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT; honour them when no option is given.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    parser.add_argument("--device", default=None, help="torch device for the model (default: cuda if available)")
+                        help="address to listen on (127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on")
+    parser.add_argument("--device", default=None, metavar="D",
+                        help="torch device: cpu, cuda, cuda:1 ... (default: a GPU when there is one)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the page and serve it until interrupted; a missing model or Gradio ends with a one-line message."""
     if not args.model:
-        raise SystemExit(f"No model: pass --model CHECKPOINT or set {MODEL_ENV}=CHECKPOINT.")
+        raise SystemExit(f"error: no model: pass --model CHECKPOINT or set {MODEL_ENV}=CHECKPOINT.")
     try:
         app = build_app(args.model, args.device)
     except ImportError as error:
-        raise SystemExit(str(error)) from None
-    app.launch(server_name=args.host, server_port=args.port, show_error=True)
+        raise SystemExit(f"error: {error}") from None
+    # quiet: Gradio's own start-up lines end with a hint about share=True, a public link this page never makes
+    app.launch(server_name=args.host, server_port=args.port, show_error=True, quiet=True, prevent_thread_lock=True)
+    print(f"ITEM web page on {app.local_url} (Ctrl-C stops it)", flush=True)
+    app.block_thread()
     return 0
 
 

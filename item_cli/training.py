@@ -17,7 +17,6 @@ import copy
 import logging
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from torch import nn
@@ -28,16 +27,16 @@ from item_detector.processing_item import ItemAnnotations
 
 from .audit import audit_warnings
 from .cache import FrozenRows, frozen_rows, process_state
-from .checkpoint import check_replaceable, load_checkpoint, save_checkpoint, staged_folder
+from .checkpoint import load_checkpoint, save_checkpoint, staged_folder
+from .data import Skipped, split_train_val, summary
 from .public_names import public_name
-from .data import Skipped, load_records, require_labels, split_train_val, summary
 from .data.perturb import Augmentation
 from .evaluation.metrics import choose_threshold, detection_metrics
 from .resume import CompleteCheckpoints, resume_point
+from .train_checks import WORK_FOLDER, TrainingRecords, check_options, load_training_records, removed_on_failure
 
 logger = logging.getLogger(__name__)
 
-TRAIN_ON = ("features", "images")
 # TrainingArguments defaults for a small head on frozen features; every one can be changed on the command line.
 HEAD_TRAINING_DEFAULTS = {
     "num_train_epochs": 10,
@@ -57,7 +56,6 @@ HEAD_TRAINING_DEFAULTS = {
     # Processes wait for each other after filling their cache shards; at scale one shard can take hours longer.
     "ddp_timeout": 6 * 3600,
 }
-WORK_FOLDER = "trainer-checkpoints"
 IN_MEMORY_BYTES = 4 << 30  # cached features up to this size are gathered into memory once
 
 
@@ -210,23 +208,19 @@ class TrainingData:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator, seed,
-                 data_options=None):
+def prepare_data(model, processor, listed: TrainingRecords, val_data, val_fraction, train_on, cache, split, seed):
     """Records -> cached rows -> (train, validation): GenImage's own val folders when the data has both (and no
-    `split` was chosen), a separate `val_data`, or a stratified `val_fraction` by generator and label."""
-    records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
-    require_labels(records, "training")
+    `split` was chosen), a separate validation set, or a stratified `val_fraction` by generator and label."""
+    records, skipped = listed.records, list(listed.skipped)
     for warning in audit_warnings(records, cache.get("perturbation")) if cache["state"].is_main_process else []:
         logger.warning(warning)
     rows = frozen_rows(records, processor, model, features=train_on == "features", **cache)
     skipped += rows.skipped
     if len(rows) == 0:
         raise ValueError("None of the training images could be read; see the skipped files above.")
-    if val_data is not None:
-        val_records, val_skipped = load_records(val_data, layout=layout, generator=generator, options=data_options)
-        require_labels(val_records, "validation")
-        val = frozen_rows(val_records, processor, model, features=train_on == "features", **cache)
-        return TrainingData(rows, val, public_name(val_data), skipped + val_skipped + val.skipped)
+    if listed.val_records is not None:
+        val = frozen_rows(listed.val_records, processor, model, features=train_on == "features", **cache)
+        return TrainingData(rows, val, public_name(val_data), skipped + val.skipped)
     splits = set(rows.column("split"))
     if split is None and {"train", "val"} <= splits:
         names = rows.column("split")
@@ -247,8 +241,10 @@ def train(
     train_on: str = "features",
     augmentation: Augmentation | None = None,
     cache_dir=None,
-    cache_batch_size: int = 16,
+    batch_size: int = 16,
     storage_dtype: str = "float16",
+    decode_workers: int = 2,
+    decode_timeout_s: float = 60.0,
     layout: str = "auto",
     split: str | None = None,
     generator: str | None = None,
@@ -259,45 +255,51 @@ def train(
     equalize=None,
     data_options=None,
 ) -> dict:
-    """Train the head of the ITEM checkpoint `model_dir` on `data` (folder or CSV, labelled) and write a complete
-    checkpoint to `training_args.output_dir` (`training_arguments` gives ITEM's defaults), replacing what is there
+    """Train the head of the ITEM checkpoint `model_dir` on `data` (labelled; a folder, manifest or data set read
+    with `data_options`) and write a complete checkpoint to `training_args.output_dir`, replacing what is there
     only once it is complete. Trainer's checkpoints go to `output_dir/trainer-checkpoints` (resumable with
     `resume_from_checkpoint="true"`), removed at the end unless `keep_checkpoints`. Validation: `val_data`, else
-    see `prepare_data`. `train_on`: "features" (cached embeddings) or "images" (needed for `augmentation`).
-    `calibrate`: None, "balanced" or "fpr" (with `target_fpr`) chooses the threshold on the validation set.
-
+    see `prepare_data`. `train_on`: "features" (cached) or "images" (for `augmentation`). `calibrate`: None,
+    "balanced" or "fpr" (with `target_fpr`) chooses the threshold on the validation set.
     Returns a dict with the output folder, validation metrics, calibration, data sizes and skipped files.
     """
-    output_dir = check_options(model_dir, training_args, train_on, augmentation)
+    output_dir = check_options(model_dir, training_args, train_on, augmentation, calibrate, target_fpr, revision)
+    listed = load_training_records(data, val_data, layout, split, generator, data_options)  # before any network runs
     training_args.device  # noqa: B018 - sets up the processes once, with TrainingArguments' settings
     state = process_state()
     model, processor = load_checkpoint(model_dir, revision)
-    cache = dict(cache_dir=cache_dir, batch_size=cache_batch_size, storage_dtype=storage_dtype, state=state,
-                 perturbation=equalize)
-    prepared = prepare_data(model, processor, data, val_data, val_fraction, train_on, cache, layout, split, generator,
-                            training_args.seed, data_options)
+    cache = dict(cache_dir=cache_dir, batch_size=batch_size, storage_dtype=storage_dtype, state=state,
+                 perturbation=equalize, decode_workers=decode_workers, decode_timeout_s=decode_timeout_s)
+    prepared = prepare_data(model, processor, listed, val_data, val_fraction, train_on, cache, split,
+                            training_args.seed)
     args = copy.copy(training_args)  # the caller's arguments keep naming the final folder
     args.output_dir, args.remove_unused_columns = str(output_dir / WORK_FOLDER), False
-    trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)
-    trainer.train(resume_from_checkpoint=resume_point(args))
-    prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
-    scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
-    labels = np.asarray(prediction.label_ids).reshape(-1)
-    calibration = calibrate_on_validation(model, labels, scores, calibrate, target_fpr, prepared.val_source)
-    results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
-    description = training_description(model_dir, data, prepared, train_on, augmentation, args, state, calibration,
-                                       equalize)
-    if state.is_main_process:
-        with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
-            save_checkpoint(model, processor, folder, training=description, results=results)
-            if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
-                shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
-    state.wait_for_everyone()
+    with removed_on_failure(output_dir):
+        trainer = build_trainer(model, processor, prepared, args, train_on, augmentation, equalize)
+        trainer.train(resume_from_checkpoint=resume_point(args))
+        prediction = trainer.predict(trainer_dataset(prepared.val, train_on, augment=False), metric_key_prefix="eval")
+        scores = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1)
+        labels = np.asarray(prediction.label_ids).reshape(-1)
+        calibration = calibrate_on_validation(model, labels, scores, calibrate, target_fpr, prepared.val_source)
+        results = validation_results(labels, scores, prepared.val, float(model.config.decision_threshold))
+        description = training_description(model_dir, data, prepared, train_on, augmentation, args, state,
+                                           calibration, equalize)
+        if state.is_main_process:
+            write_trained(model, processor, output_dir, description, results, keep_checkpoints)
+        state.wait_for_everyone()
     return {
         "output_dir": str(output_dir), "results": results, "calibration": calibration, "train_images": len(prepared.train),
         "val_images": len(prepared.val), "skipped": [{"path": item.path, "reason": item.reason} for item in prepared.skipped],
         "log_history": trainer.state.log_history,
     }
+
+
+def write_trained(model, processor, output_dir, description: dict, results: dict, keep_checkpoints: bool) -> None:
+    """The trained checkpoint into `output_dir`, swapped in once complete (with Trainer's checkpoints if kept)."""
+    with staged_folder(output_dir, (WORK_FOLDER,)) as folder:
+        save_checkpoint(model, processor, folder, training=description, results=results)
+        if keep_checkpoints and (output_dir / WORK_FOLDER).is_dir():
+            shutil.move(str(output_dir / WORK_FOLDER), str(folder / WORK_FOLDER))
 
 
 def calibrate_on_validation(model, labels, scores, method: str | None, target_fpr, val_source: str) -> dict | None:
@@ -308,22 +310,6 @@ def calibrate_on_validation(model, labels, scores, method: str | None, target_fp
     calibration = {**choose_threshold(labels, scores, method, target_fpr), "data": f"validation split: {val_source}"}
     model.config.decision_threshold, model.config.threshold_calibration = calibration["threshold"], calibration
     return calibration
-
-
-def check_options(model_dir, training_args, train_on: str, augmentation) -> Path:
-    """The final folder, after refusing what cannot work, before any hour of work is spent."""
-    if train_on not in TRAIN_ON:
-        raise ValueError(f"train_on={train_on!r}; choose one of {TRAIN_ON}.")
-    if augmentation is not None and augmentation.active and train_on != "images":
-        raise ValueError(
-            "Train-time augmentation changes the pixels the backbone sees, so it needs train_on='images' "
-            "(--train-on images); cached features are computed once from the clean images."
-        )
-    output_dir = Path(training_args.output_dir).expanduser().absolute()
-    if Path(model_dir).expanduser().exists() and Path(model_dir).expanduser().absolute() == output_dir:
-        raise ValueError(f"output_dir {str(output_dir)!r} is the model being trained; write the result to a new folder.")
-    check_replaceable(output_dir, (WORK_FOLDER,))
-    return output_dir
 
 
 def build_trainer(model, processor, prepared: TrainingData, args, train_on: str, augmentation, equalize=None) -> Trainer:
@@ -344,16 +330,16 @@ def build_trainer(model, processor, prepared: TrainingData, args, train_on: str,
 
 def validation_results(labels: np.ndarray, scores: np.ndarray, val: FrozenRows, threshold: float) -> dict:
     """The model card's validation table: overall metrics, then ACC / AP per generator when there are several."""
-    results = {"validation images": int(labels.size)}
+    results = {"validation_images": int(labels.size)}
     overall = detection_metrics(labels, scores, threshold)
     results.update({key: overall[key] for key in ("acc", "acc_real", "acc_fake", "ap", "roc_auc", "oracle_acc")})
-    results["decision threshold"] = threshold
+    results["decision_threshold"] = threshold
     generators = np.asarray(val.column("generator"))
     if len(set(generators.tolist())) > 1:
         for name in sorted(set(generators.tolist())):
             mask = generators == name
             found = detection_metrics(labels[mask], scores[mask], threshold)
-            results[f"{name}: acc / ap"] = f"{found['acc']:.4f} / {found['ap']:.4f}"
+            results[f"acc_{name}"], results[f"ap_{name}"] = found["acc"], found["ap"]
     return results
 
 

@@ -21,7 +21,7 @@ def ablated(checkpoint, tmp_path_factory):
     make_cnndetection(root / "train", generators=("progan", "biggan"), per_class=4, seed=0)
     make_cnndetection(root / "val", generators=("progan",), per_class=3, seed=1)
     common = ["ablate", "--model", str(checkpoint), "--data", str(root / "train"), "--val-data", str(root / "val"),
-              "--cache-dir", str(root / "cache"), "--cache-batch-size", "8", "--epochs", "3", "--batch-size", "4"]
+              "--cache-dir", str(root / "cache"), "--batch-size", "8", "--epochs", "3", "--head-batch-size", "4"]
     with pytest.MonkeyPatch.context() as patch:
         calls = NetworkCalls(patch, caption="a photo of a dog")
         assert main([*common, "--distance-types", "cosine", "difference", "--fusions", "sum", "--seeds", "0",

@@ -126,8 +126,11 @@ def test_detect_command_with_a_missing_path(checkpoint, tmp_path, capsys, monkey
     from item_cli.cli import main
 
     monkeypatch.setattr(sys, "argv", [sys.argv[0]])
-    assert main(["detect", str(tmp_path / "nowhere"), "--model", str(checkpoint)]) == 2
-    assert "nowhere" in capsys.readouterr().err
+    # the missing path is one skipped entry (issue 17); with nothing else to score the exit code is 1
+    assert main(["detect", str(tmp_path / "nowhere"), "--model", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "skipped " in err and "nowhere: no such file or folder" in err
+    assert "error: no image files found in the given paths (1 entry skipped)" in err
 
 
 # ---------------------------------------------------------------------------------------------- image modes

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from item_cli.console import plural
 from item_cli.data import display_path
 from item_cli.data.decode import ImageReader
 from item_cli.testing.hostile import EITHER, EXTENSIONS, SCORE, SKIP, encode, photo, png_header, write_hostile_corpus
@@ -68,7 +69,7 @@ def test_detect_answers_for_every_hostile_file(checkpoint, tmp_path):
     print(f"\nhostile corpus: {len(manifest.files)} files, {len(records) - len(errors)} results, {len(errors)} skips, "
           f"{sum('crashed' in e for e in errors)} crashes, {sum('longer than' in e for e in errors)} hangs, "
           f"{seconds:.0f} s; notes: {manifest.notes}")
-    assert f"{len(records) - len(errors)} images scored, {len(errors)} files skipped" in stderr
+    assert f"{plural(len(records) - len(errors), 'image')} scored, {plural(len(errors), 'file')} skipped" in stderr
     assert not [e for e in errors if "crashed" in e or "longer than" in e]  # no decoder of this corpus dies or hangs
     check_every_file_once(manifest, records)
     printed = {os.fsencode(record["path"]): record for record in records}  # \udcXX escapes back to the name's bytes
@@ -145,7 +146,7 @@ def test_text_output_with_names_that_are_not_utf8(checkpoint, tmp_path):
         shown = [display_path(path).encode(encoding, "backslashreplace").decode(encoding) for path in scored]
         assert sorted(line.split(": ")[0] for line in verdicts) == sorted(shown)  # one line per image, name intact
         assert "empty.png: the file is empty" in err
-        assert "4 images scored, 1 files skipped" in err
+        assert "4 images scored, 1 file skipped" in err
 
 
 # ---------------------------------------------------------------------------------------------- the decoding pool

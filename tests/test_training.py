@@ -147,7 +147,7 @@ def test_calibrate_stores_the_threshold_and_detect_uses_it(trained, data, tmp_pa
 
 def test_augmentation_needs_images_mode_and_changes_only_training_rows(checkpoint, data, tmp_path):
     args = training_arguments(tmp_path / "out", use_cpu=True)
-    with pytest.raises(ValueError, match="train_on='images'"):
+    with pytest.raises(ValueError, match="--train-on images"):
         train(checkpoint, data, args, augmentation=Augmentation(blur_prob=0.5), cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="probability"):
         Augmentation(jpeg_prob=1.5)

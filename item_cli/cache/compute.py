@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from item_detector.processing_item import ItemAnnotations
 
+from ..console import Progress
 from ..data.decode import ImageReader
 from .store import StageStore, checksum
 
@@ -67,26 +67,30 @@ def compute_missing(work: Work, items: list[tuple[int, str, str]], batch_size: i
     """Compute and write the missing rows of `items` (index, path, key); returns {key: reason} for images that
     could not be read."""
     failures, buffer = {}, _Buffer()
-    progress = tqdm(total=len(items), desc="Computing captions, boxes and features", unit="image", disable=None)
+    # a tqdm bar on a terminal, a line every 30 s in a log file: with real networks the longest step of a run
+    progress = Progress(len(items), "Computing captions, boxes and features")
     batch = []
     try:
         for decoded in reader.read(path for _, path, _ in items):
             _, _, key = items[decoded.index]
             if decoded.error is not None:
                 failures[key] = decoded.error
+                progress.update(1)
             elif decoded.key != key:
                 failures[key] = "the file changed while it was being read; run again"
+                progress.update(1)
             else:
                 image = decoded.image if work.perturbation is None else work.perturbation(decoded.image)
                 batch.append((key, image))
-            progress.update(1)
             if len(batch) == batch_size:
                 compute_batch(work, batch, buffer, device)
+                progress.update(len(batch))
                 batch = []
             if buffer.due():
                 buffer.flush(work.annotation_store, work.feature_store, work.storage_dtype)
         if batch:
             compute_batch(work, batch, buffer, device)
+            progress.update(len(batch))
     finally:  # Ctrl-C keeps every finished row
         buffer.flush(work.annotation_store, work.feature_store, work.storage_dtype)
         progress.close()

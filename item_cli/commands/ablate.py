@@ -1,4 +1,4 @@
-"""`item ablate --model DIR --data TRAIN [--val-data VAL] [--distance-types ...] [--fusions ...] [--seeds 0 1 2]`.
+"""`item ablate --model M --data TRAIN [--val-data VAL] [--distance-types ...] [--fusions ...] [--seeds 0 1 2]`.
 
 Trains a fresh head for every distance type x fusion (x head hidden size, x seed) on cached features and
 prints one table of validation ACC / AP / AUC, mean ± std over seeds, in the order of the paper's figure
@@ -9,44 +9,38 @@ else a stratified --val-fraction of --data. --output writes ablation.md / .csv /
     item ablate --model item-base --data progan_train/ --val-data progan_val/ --seeds 0 1 2 --output ablation
 """
 
-from ..args import DATA_HELP, add_cache, add_model, add_source_options, command_parser, positive_int, source_options
+from ..args import (add_cache, add_data, add_model, add_options, command_parser, positive_int, probability, source_options,
+                    whole_number)
 from ..console import emit, report_skipped, status
+from ..model_source import check_model_source
 from ..data import Skipped
 
 
 def build_parser(prog):
     from item_detector.configuration_item import DISTANCE_TYPES, FUSION_TYPES
 
-    from ..data import LAYOUTS
-
     parser = command_parser(prog, __doc__)
     add_model(parser)
-    parser.add_argument("--data", required=True, help="training " + DATA_HELP)
-    parser.add_argument("--val-data", default=None, help="validation data (default: a stratified --val-fraction of --data)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out without --val-data")
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout (default: detected)")
-    parser.add_argument("--split", default=None, help="GenImage: train on this split only (train / val)")
-    parser.add_argument("--generator", default=None, help="one generator name for all images (e.g. progan)")
-    add_source_options(parser)
+    add_data(parser)
+    add_options(parser, "--val-data", "--val-fraction")
     parser.add_argument("--distance-types", nargs="+", choices=DISTANCE_TYPES, default=list(DISTANCE_TYPES), metavar="D",
-                        help=f"distance types to try (default all: {' '.join(DISTANCE_TYPES)})")
+                        help=f"distance types to try, of {' '.join(DISTANCE_TYPES)}")
     parser.add_argument("--fusions", nargs="+", choices=FUSION_TYPES, default=list(FUSION_TYPES), metavar="F",
-                        help=f"fusions to try (default all: {' '.join(FUSION_TYPES)})")
+                        help=f"fusions to try, of {' '.join(FUSION_TYPES)}")
     parser.add_argument("--head-hidden-sizes", nargs="+", type=positive_int, default=[512], metavar="H",
-                        help="hidden sizes of the head's MLP (default 512)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds per variant (default 0)")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="epochs per head (default 10, as item train)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    parser.add_argument("--batch-size", type=positive_int, default=256, dest="head_batch_size",
-                        help="head training batch size (default 256; --cache-batch-size is the frozen networks')")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the validation ACC (default 0.5)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for the heads on a CPU (default 1: faster for these small matrices, "
-                             "much faster on a shared machine; 0: torch's default)")
-    parser.add_argument("--equalize", default=None, metavar="jpeg:Q", help="re-encode every image alike first (e.g. jpeg:95)")
-    parser.add_argument("--output", default=None, metavar="DIR", help="write ablation.md, ablation.csv, ablation.json here")
-    add_cache(parser, batch_flag="--cache-batch-size")
+                        help="hidden sizes of the head's MLP to try")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds per variant")
+    add_options(parser, "--epochs", "--learning-rate", "--head-batch-size", "--weight-decay")
+    parser.add_argument("--threshold", type=probability, default=0.5, metavar="P",
+                        help="fake-probability threshold of the validation accuracy (the heads are new: no "
+                             "checkpoint threshold applies)")
+    parser.add_argument("--threads", type=whole_number(0), default=1, metavar="N",
+                        help="torch threads for the heads on a CPU; 1 is faster for these small matrices (much "
+                             "faster on a shared machine), 0 leaves the number to torch")
+    add_options(parser, "--equalize")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="write ablation.md, ablation.csv, ablation.json here (default: print the table only)")
+    add_cache(parser)
     return parser
 
 
@@ -56,6 +50,7 @@ def run(args) -> int:
     from ..evaluation.ablation import HeadSchedule, ablate, variant_grid
     from ..evaluation.ablation_report import markdown_ablation
 
+    check_model_source(args.model, args.revision)  # before any work
     grid = variant_grid(args.distance_types, args.fusions, args.head_hidden_sizes)
     schedule = HeadSchedule(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.head_batch_size,
                             weight_decay=args.weight_decay, threshold=args.threshold)

@@ -12,11 +12,12 @@ with status 1 when a shortcut is flagged (for CI).
     item audit --protocol genimage --protocol-root ~/GenImage --equalize jpeg:95 --fail-on-shortcut
 """
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from ..args import command_parser, positive_int, source_options
+from ..args import add_options, command_parser, probability, source_options, whole_number
 from ..console import emit, report_skipped, status
 
 
@@ -24,20 +25,28 @@ def build_parser(prog):
     from ..evaluation.sets import add_set_arguments
 
     parser = command_parser(prog, __doc__)
-    add_set_arguments(parser, what="data to audit")
-    parser.add_argument("--output", default=None, metavar="DIR", help="write audit.md and audit.json here")
-    parser.add_argument("--equalize", default=None, metavar="jpeg:Q",
-                        help="audit the images as this equalization re-encodes them (e.g. jpeg:95)")
+    add_set_arguments(parser)
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="write audit.md and audit.json here (default: print the report only)")
+    add_options(parser, "--equalize")
     parser.add_argument("--fail-on-shortcut", action="store_true", help="exit with status 1 when a shortcut is flagged")
-    parser.add_argument("--warn-auc", type=float, default=0.8, help="metadata ROC-AUC from which a shortcut is flagged")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the metadata classifier")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of --max-per-class")
-    parser.add_argument("--max-model-images", type=positive_int, default=20000,
+    parser.add_argument("--warn-auc", type=auc_threshold, default=0.8, metavar="AUC",
+                        help="metadata ROC-AUC from which a shortcut is flagged")
+    parser.add_argument("--folds", type=whole_number(2), default=5, metavar="K",
+                        help="cross-validation folds of the metadata classifier")
+    add_options(parser, "--seed")
+    parser.add_argument("--max-model-images", type=whole_number(4), default=20000, metavar="N",
                         help="images the metadata classifier sees at most (the summaries cover every file)")
-    parser.add_argument("--max-per-class", type=positive_int, default=None, metavar="N",
-                        help="audit a seeded, balanced sample of up to N real and N fake images per set")
+    add_options(parser, "--max-per-class")
     parser.add_argument("--include-files", action="store_true", help="list every file's metadata in audit.json")
     return parser
+
+
+def auc_threshold(text: str) -> float:
+    value = probability(text)
+    if value <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text}: a shortcut needs an AUC above 0.5 (chance), e.g. 0.8")
+    return value
 
 
 def run(args) -> int:

@@ -1,4 +1,4 @@
-"""`item benchmark [--profiles default fast] [--batch-sizes 1 8] [--levers] [--quick] [--device cpu|cuda] [--output JSON]`.
+"""`item benchmark [--profiles default fast] [--batch-sizes 1 8] [--levers] [--quick] [--device D] [--output JSON]`.
 
 Times ITEM on the real architectures with random weights (CLIP ViT-L/14, BLIP-large or -base, Grounding DINO
 tiny): each stage alone, the whole pipeline and a UniversalFakeDetect-style one-pass baseline, per profile and
@@ -8,7 +8,7 @@ training on 10,000 cached images; `--ablation` item ablate's 12-variant grid on 
 Markdown and writes the full report as JSON.
 """
 
-from ..args import command_parser, positive_int
+from ..args import add_options, command_parser, positive_int
 from ..console import emit, status
 
 
@@ -17,11 +17,11 @@ def build_parser(prog):
     from ..profiles import PROFILES
 
     parser = command_parser(prog, __doc__)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    add_options(parser, "--device")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="weights of the frozen networks (float16/bfloat16 for a GPU)")
-    parser.add_argument("--profiles", nargs="+", choices=list(PROFILES), default=None, help="default: default fast")
-    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None, help="default: 1 8")
+    parser.add_argument("--profiles", nargs="+", choices=list(PROFILES), default=None, help="profiles to time (default: default fast)")
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None, help="batch sizes to time (default: 1 8)")
     parser.add_argument("--repeats", type=positive_int, default=None, help="runs per timing; the minimum is reported (default 2)")
     parser.add_argument("--objects", type=positive_int, default=None, help="nouns in the fixed caption (default 4)")
     parser.add_argument("--caption-tokens", type=positive_int, default=None, help="tokens generated per caption (default 20)")
@@ -41,8 +41,14 @@ def build_parser(prog):
     parser.add_argument("--cache-reuse", type=positive_int, default=None, metavar="N",
                         help="instead: frozen-network calls when a cached folder of N images grows, is relabelled, "
                              "copied or changed in place (tiny networks), and the content-key hashing speed")
-    parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
+    parser.add_argument("--output", default="benchmark.json", metavar="FILE", help="where to write the JSON report")
     return parser
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run(args) -> int:
@@ -85,8 +91,8 @@ def run(args) -> int:
         text = (f"{report['variants']} head variants on {report['images']:,} cached images (+{report['val_images']} "
                 f"validation): {report['seconds']:.2f} s")
     else:
-        overrides = {"device": args.device, "dtype": args.dtype, "warmup": not args.no_warmup, "levers": args.levers,
-                     "size": "tiny" if args.tiny else "real"}
+        overrides = {"device": args.device or default_device(), "dtype": args.dtype, "warmup": not args.no_warmup,
+                     "levers": args.levers, "size": "tiny" if args.tiny else "real"}
         for name, value in (("profiles", args.profiles), ("batch_sizes", args.batch_sizes), ("repeats", args.repeats),
                             ("n_objects", args.objects), ("caption_tokens", args.caption_tokens)):
             if value is not None:

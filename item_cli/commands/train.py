@@ -1,24 +1,24 @@
-"""`item train --model DIR --data ROOT_OR_CSV --output_dir OUT [TrainingArguments ...]`.
+"""`item train --model M --data SOURCE --output DIR [--epochs N] [--learning-rate LR] [Trainer's options ...]`.
 
-Trains the head of an ITEM checkpoint with `transformers.Trainer`, on cached frozen features by default
-(`--train-on images` to compute them every step, which train-time `--blur-prob` / `--jpeg-prob` need), keeps
-the best epoch by the validation metric and writes a complete checkpoint folder to `--output_dir` (the folder
-that was there is replaced only once the new one is complete). Every `TrainingArguments` field is an option
-(`--learning_rate`, `--num_train_epochs`, `--bf16`, ...); `--resume_from_checkpoint true` resumes an interrupted
-run exactly, from its last complete checkpoint. Prints the result as JSON on stdout (logs go to stderr).
-Multi-GPU: `accelerate launch -m item_cli.cli train ...` (the cache is filled by all processes too).
+Trains the head of an ITEM checkpoint with transformers.Trainer, on cached frozen features by default
+(--train-on images to compute them every step, which train-time --blur-prob / --jpeg-prob need), keeps the
+best epoch by the validation metric and writes a complete checkpoint folder to --output (the folder that was
+there is replaced only once the new one is complete). Every TrainingArguments field is an option too, spelled
+with dashes (--metric-for-best-model, --bf16, ...; Trainer's own spellings such as --num_train_epochs,
+--learning_rate, --output_dir are accepted as well); --resume-from-checkpoint true resumes an interrupted run
+exactly, from its last complete checkpoint. Prints the result as JSON on stdout (logs go to stderr).
+Multi-GPU: accelerate launch -m item_cli.cli train ... (the cache is filled by all processes too).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from ..args import SOURCE_OPTIONS, command_parser
-from ..cache import STORAGE_DTYPES
+from ..args import SHARED, command_parser, shared_field
 from ..console import emit
-from ..data import LAYOUTS
 from ..evaluation.metrics import THRESHOLD_METHODS
 
 
@@ -26,36 +26,45 @@ from ..evaluation.metrics import THRESHOLD_METHODS
 class ItemTrainArguments:
     """ITEM's own options of `item train` (TrainingArguments' come beside them)."""
 
-    model: str = field(metadata={"help": "ITEM checkpoint to start from (item build output, or a trained one)"})
-    data: str = field(metadata={"help": "training data: CNNDetection/GenImage-style folder, "
-                      "CSV manifest, or data set (hf:ORG/NAME, save_to_disk folder, Parquet/Arrow/.tar files)"})
-    val_data: str | None = field(default=None, metadata={"help": "separate validation folder or CSV (default: "
-                                 "GenImage's val folders, else a stratified --val-fraction of --data)"})
-    val_fraction: float = field(default=0.1, metadata={"help": "share of --data held out for validation"})
-    layout: str = field(default="auto", metadata={"choices": LAYOUTS, "help": "data layout (default: detected)"})
-    split: str | None = field(default=None, metadata={"help": "GenImage: train on this split only (train/val)"})
-    generator: str | None = field(default=None, metadata={"help": "one generator name for all images (e.g. progan)"})
+    model: str = field(metadata=shared_field("--model"))
+    data: str = field(metadata=shared_field("--data"))
+    val_data: str | None = field(default=None, metadata=shared_field("--val-data"))
+    val_fraction: float = field(default=0.1, metadata=shared_field("--val-fraction"))
+    layout: str = field(default="auto", metadata=shared_field("--layout"))
+    split: str | None = field(default=None, metadata=shared_field("--split"))
+    generator: str | None = field(default=None, metadata=shared_field("--generator"))
     train_on: str = field(default="features", metadata={"choices": ["features", "images"], "help": "cached frozen "
                           "features (fast) or images (features every step; needed for augmentation)"})
     blur_prob: float = field(default=0.0, metadata={"help": "train-time Gaussian blur probability, sigma ~ U[0, 3]"})
     jpeg_prob: float = field(default=0.0, metadata={"help": "train-time JPEG probability, quality ~ U[30, 100]"})
-    equalize: str | None = field(default=None, metadata={"help": "re-encode every image alike before anything "
-                                 "sees it, e.g. jpeg:95, so that no file-format shortcut survives (evaluate with the same)"})
+    equalize: str | None = field(default=None, metadata=shared_field("--equalize"))
     calibrate: str = field(default="none", metadata={"choices": ["none", *THRESHOLD_METHODS], "help": "choose the "
                            "decision threshold on the validation set: balanced accuracy or a target FPR"})
-    target_fpr: float | None = field(default=None, metadata={"help": "with --calibrate fpr, e.g. 0.05"})
-    cache_dir: str | None = field(default=None, metadata={"help": "frozen-work cache (default $ITEM_CACHE or ~/.cache/item)"})
-    cache_batch_size: int = field(default=16, metadata={"help": "images per batch when filling the cache"})
-    feature_dtype: str = field(default="float16", metadata={"choices": STORAGE_DTYPES, "help": "storage dtype of cached features"})
+    target_fpr: float | None = field(default=None, metadata=shared_field("--target-fpr"))
+    cache_dir: str | None = field(default=None, metadata=shared_field("--cache-dir"))
+    batch_size: int = field(default=16, metadata=shared_field("--batch-size"))
+    feature_dtype: str = field(default="float16", metadata=shared_field("--feature-dtype"))
+    decode_workers: int = field(default=2, metadata=shared_field("--decode-workers"))
+    decode_timeout: float = field(default=SHARED["--decode-timeout"].default,
+                                  metadata=shared_field("--decode-timeout"))
     keep_trainer_checkpoints: bool = field(default=False, metadata={"help": "keep Trainer's checkpoint-N folders"})
-    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
-    data_config: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["data_config"][1]})
-    data_revision: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["data_revision"][1]})
-    image_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["image_column"][1]})
-    label_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["label_column"][1]})
-    label_map: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["label_map"][1]})
-    generator_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["generator_column"][1]})
-    id_column: str | None = field(default=None, metadata={"help": SOURCE_OPTIONS["id_column"][1]})
+    revision: str | None = field(default=None, metadata=shared_field("--revision"))
+    data_config: str | None = field(default=None, metadata=shared_field("--data-config"))
+    data_revision: str | None = field(default=None, metadata=shared_field("--data-revision"))
+    image_column: str | None = field(default=None, metadata=shared_field("--image-column"))
+    label_column: str | None = field(default=None, metadata=shared_field("--label-column"))
+    label_map: str | None = field(default=None, metadata=shared_field("--label-map"))
+    generator_column: str | None = field(default=None, metadata=shared_field("--generator-column"))
+    id_column: str | None = field(default=None, metadata=shared_field("--id-column"))
+
+
+# The vocabulary's names of Trainer's options: (shared option, TrainingArguments field). Trainer's own spelling
+# stays accepted, hidden from --help.
+TRAINER_ALIASES = (("--output", "output_dir"), ("--epochs", "num_train_epochs"),
+                   ("--head-batch-size", "per_device_train_batch_size"))
+# Trainer's options whose dashed spelling is the vocabulary's: their help becomes the shared one.
+TRAINER_SHARED = (("--learning-rate", "learning_rate"), ("--weight-decay", "weight_decay"), ("--seed", "seed"))
+OUTPUT_HELP = "folder to write the trained checkpoint to (replaced only when the new one is complete)"
 
 
 def build_parser(prog):
@@ -63,7 +72,26 @@ def build_parser(prog):
 
     from ..training import HEAD_TRAINING_DEFAULTS
 
-    parser = command_parser(prog, __doc__, HfArgumentParser, dataclass_types=(ItemTrainArguments, TrainingArguments))
+    parser = command_parser(prog, __doc__, HfArgumentParser, dataclass_types=(ItemTrainArguments, TrainingArguments),
+                            usage=f"{prog} --model M --data SOURCE --output DIR [options]")
+    # HfArgumentParser adds the fields' options itself; argparse lists them only in `_actions` (no public accessor).
+    by_dest = {action.dest: action for action in parser._actions}  # noqa: SLF001
+    for name, dest in TRAINER_ALIASES:
+        option = SHARED.get(name)
+        by_dest[dest].help = argparse.SUPPRESS
+        parser.add_argument(name, dest=dest, type=option.type if option else str, default=None,
+                            metavar=option.metavar if option else "DIR", help=option.help if option else OUTPUT_HELP)
+    for name, dest in TRAINER_SHARED:
+        by_dest[dest].help, by_dest[dest].metavar = SHARED[name].help, SHARED[name].metavar
+    # --help lists ITEM's options (and the vocabulary's names of Trainer's) first, then Trainer's own.
+    ours = {f.name for f in dataclasses.fields(ItemTrainArguments)} | {dest for _, dest in TRAINER_ALIASES + TRAINER_SHARED}
+    listed = parser._optionals._group_actions  # noqa: SLF001 - argparse has no public way to order --help
+    listed.sort(key=lambda action: action.dest not in ours and action.dest not in ("help", "verbose"))
+    for action in parser._actions:  # noqa: SLF001
+        # `--a_b` and `--a-b` are one option: --help shows the dashed spelling only, both are accepted
+        dashed = [flag for flag in action.option_strings if "_" not in flag]
+        if dashed and len(dashed) < len(action.option_strings):
+            action.option_strings = dashed
     parser.set_defaults(**HEAD_TRAINING_DEFAULTS)
     return parser
 
@@ -84,14 +112,14 @@ def run(args) -> int:
 
     options = ItemTrainArguments(**_of(ItemTrainArguments, args))
     if args.output_dir is None:
-        raise ValueError("item train needs --output_dir: the folder the trained checkpoint is written to.")
+        raise ValueError("item train needs --output DIR: the folder the trained checkpoint is written to.")
     training_args = TrainingArguments(**_of(TrainingArguments, args))
     augmentation = Augmentation(blur_prob=options.blur_prob, jpeg_prob=options.jpeg_prob, seed=training_args.seed)
     result = train(
         options.model, options.data, training_args, val_data=options.val_data, val_fraction=options.val_fraction,
         train_on=options.train_on, augmentation=augmentation, cache_dir=options.cache_dir,
-        cache_batch_size=options.cache_batch_size, storage_dtype=options.feature_dtype, layout=options.layout,
-        split=options.split, generator=options.generator,
+        batch_size=options.batch_size, decode_workers=options.decode_workers, decode_timeout_s=options.decode_timeout,
+        storage_dtype=options.feature_dtype, layout=options.layout, split=options.split, generator=options.generator,
         calibrate=None if options.calibrate == "none" else options.calibrate, target_fpr=options.target_fpr,
         keep_checkpoints=options.keep_trainer_checkpoints, revision=options.revision,
         equalize=parse_equalize(options.equalize), data_options=source_options(options),

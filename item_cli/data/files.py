@@ -47,7 +47,8 @@ def _breaks_lines(char: str) -> bool:
 class FileFinder:
     """Lists candidate image files under folders, each real file and folder once.
 
-    `find(paths)` yields `(path, None)` for each candidate and `(path, Skipped)` for each entry that is not one.
+    `find(paths)` yields `(path, None)` for each candidate and `(path, Skipped)` for each entry that is not one
+    (a given path that does not exist included).
     One finder remembers what it has seen, so several calls (or several roots) never list a file twice.
     """
 
@@ -59,10 +60,15 @@ class FileFinder:
         for path in map(Path, paths):
             try:
                 info = path.stat()
-            except OSError as error:
-                raise ValueError(
-                    f"{display_path(path)!r} does not exist or cannot be read ({error.strerror}); pass image files or folders."
-                ) from None
+            except OSError as error:  # one missing path is one skipped entry, like any other bad input
+                if path.is_symlink():
+                    reason = "broken symbolic link"
+                elif isinstance(error, FileNotFoundError):
+                    reason = "no such file or folder"
+                else:
+                    reason = f"cannot be read ({error.strerror})"
+                yield path, Skipped(str(path), reason)
+                continue
             if stat.S_ISDIR(info.st_mode):
                 yield from self._walk(path)
             else:

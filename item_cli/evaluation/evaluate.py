@@ -316,11 +316,15 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
     if scored.skipped:
         write_rows_csv([{"path": item.path, "reason": item.reason} for item in scored.skipped], output / "skipped.csv")
         files.append("skipped.csv")
+    drawn = []
+    for name in ("per_generator.png", "robustness.png", "reliability.png"):  # an earlier run's plot is not this run's
+        (output / name).unlink(missing_ok=True)
     if plots:
-        files += _write_plots(output, run, title)
+        drawn = _write_plots(output, run, title)
+        files += drawn
     files += _write_run(output, run)
     if report:
-        files += _write_report(output, run, title, gallery_size, equalize)
+        files += _write_report(output, run, title, gallery_size, equalize, drawn)
     results = {
         **settings, "data": [{"set": item.name, **loaded.counts[item.name]} for item in loaded.sets],
         "grouped_by": "set" if loaded.named else "generator", "images": scored.images, "mean_rule": MEAN_RULE,
@@ -333,19 +337,15 @@ def write_results(output: Path, run: dict, plots: bool, report: bool, gallery_si
 
 
 def _write_plots(output: Path, run: dict, title: str) -> list[str]:
-    """per_generator.png, robustness.png and reliability.png; none (one logged line) without matplotlib."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        logger.warning("matplotlib is not installed: no PNG plots (pip install 'item-detector[eval]').")
-        return []
+    """per_generator.png, reliability.png and (when a perturbation was evaluated) robustness.png; returns the
+    names drawn. The command checks for matplotlib first (`plotting_available`)."""
     conditions, threshold = run["scored"].conditions, run["settings"]["threshold"]
     plot_per_generator(conditions[CLEAN]["generators"], output / "per_generator.png",
                        f"{title} (clean, threshold {threshold:.3g})")
-    plot_robustness(conditions, output / "robustness.png")
     rows, scores = run["scored"].clean
     plot_reliability(rows.labels, scores, output / "reliability.png", f"{title} (clean)")
-    return ["per_generator.png", "robustness.png", "reliability.png"]
+    drawn = ["per_generator.png", "reliability.png"]
+    return drawn + (["robustness.png"] if plot_robustness(conditions, output / "robustness.png") else [])
 
 
 def _write_run(output: Path, run: dict) -> list[str]:
@@ -366,7 +366,7 @@ def _write_run(output: Path, run: dict) -> list[str]:
     return write_run(output, content, sets)
 
 
-def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize) -> list[str]:
+def _write_report(output: Path, run: dict, title: str, gallery_size: int, equalize, plots: list[str]) -> list[str]:
     """report.html and, with a gallery, its pictures under gallery/; returns the names written."""
     loaded, scored, settings = run["loaded"], run["scored"], run["settings"]
     rows, scores = scored.clean
@@ -382,7 +382,7 @@ def _write_report(output: Path, run: dict, title: str, gallery_size: int, equali
              "skipped files": len(scored.skipped), "mean row": MEAN_RULE}
     if settings["max_per_class"]:
         shown["sampling"] = f"at most {settings['max_per_class']} real and fake images per set (seed {settings['seed']})"
-    page = render_report(title, shown, scored.conditions, tuple(settings["columns"]), settings["threshold"], output,
-                         mistakes, gallery_size)
+    page = render_report(title, shown, scored.conditions, tuple(settings["columns"]), settings["threshold"],
+                         [output / name for name in plots], mistakes, gallery_size)
     (output / "report.html").write_text(page, encoding="utf-8")
     return ["report.html", *(["gallery/"] if any(m.file for m in mistakes or []) else [])]

@@ -116,18 +116,22 @@ def _metrics_table(condition: dict) -> list[str]:
     return lines + ["</tbody>", "</table>"]
 
 
+PLOT_TITLES = {"per_generator.png": "Per set (clean)", "reliability.png": "Reliability diagram (clean)",
+               "robustness.png": "Robustness"}
+
+
 def render_report(title: str, settings: dict, conditions: dict, columns: tuple[str, ...], threshold: float,
-                  output: Path, mistakes: list[Mistake] | None, gallery_size: int) -> str:
-    """The whole page. `settings`: {label: value} shown at the top; `mistakes`: None when there is no gallery."""
+                  plots: list[Path], mistakes: list[Mistake] | None, gallery_size: int) -> str:
+    """The whole page. `settings`: {label: value} shown at the top; `plots`: the PNG files this run drew (none: no
+    Plots section); `mistakes`: None when there is no gallery."""
     body = [f"<h1>{_e(title)}</h1>", "<table class=\"settings\">"]
     body += [f"<tr><td>{_e(key)}</td><td>{_e(value)}</td></tr>" for key, value in settings.items()]
     body += ["</table>"]
     for name, condition in conditions.items():
         body += [f"<h2>Results: {_e(name)}</h2>", *_results_table(condition, columns, threshold)]
-    body += ["<h2>Plots</h2>", *_plot(output / "per_generator.png", "Per set (clean)")]
-    body += _plot(output / "reliability.png", "Reliability diagram (clean)")
-    if len(conditions) > 1:  # with the clean condition alone the robustness plot is empty
-        body += _plot(output / "robustness.png", "Robustness")
+    pictures = [line for path in plots for line in _plot(path, PLOT_TITLES.get(path.name, path.stem))]
+    if pictures:
+        body += ["<h2>Plots</h2>", *pictures]
     if mistakes is not None:
         groups = [g for g in conditions[next(iter(conditions))]["generators"] if g != MEAN]
         body += _gallery(mistakes, groups, gallery_size, threshold)

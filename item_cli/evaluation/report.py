@@ -94,6 +94,18 @@ def write_rows_csv(rows: list[dict], path: Path, columns: list[str] | None = Non
         writer.writerows(rows)
 
 
+PLOTS_HINT = 'pip install "item-detector[eval]"'
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib (the [eval] extra) can be imported: without it, every number is still written."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot_per_generator(table: dict, path: Path, title: str) -> None:
     """Grouped bars per generator (and the mean): ACC real, ACC fake, ACC, AP."""
     import matplotlib
@@ -112,8 +124,9 @@ def plot_per_generator(table: dict, path: Path, title: str) -> None:
     axes.set_xticks(positions, names, rotation=30, ha="right")
     axes.set_ylim(0, 100)
     axes.set_ylabel("%")
-    axes.set_title(title)
-    axes.legend(loc="lower right", fontsize="small")
+    axes.set_title(title, pad=24)
+    # above the plot, in one row: inside it, the legend hid the bars (the mean's among them)
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(keys), fontsize="small", frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -131,19 +144,18 @@ def _curve(conditions: dict, kind: str) -> tuple[list, list, list[dict]]:
     return [p[0] for p in points], [], [p[1] for p in points]
 
 
-def plot_robustness(conditions: dict, path: Path) -> None:
-    """One panel per perturbation kind: mean ACC and AP (and each generator's AP, thin) against strength."""
+def plot_robustness(conditions: dict, path: Path) -> bool:
+    """One panel per perturbation kind: mean ACC and AP (and each generator's AP, thin) against strength.
+    Returns False, writing nothing, when no perturbation was evaluated."""
+    kinds = [kind for kind in CLEAN_STRENGTH if any(c["perturbation"] == kind for c in conditions.values())]
+    if not kinds:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = [kind for kind in CLEAN_STRENGTH if any(c["perturbation"] == kind for c in conditions.values())]
-    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(5 * max(1, len(kinds)), 4), squeeze=False)
-    if not kinds:
-        axes[0][0].text(0.5, 0.5, "no perturbations requested\n(--jpeg-quality, --blur-sigma, --downscale, "
-                        "--webp-quality,\n--noise-sigma, --center-crop, --social)", ha="center", va="center")
-        axes[0][0].set_axis_off()
+    figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), squeeze=False)
     for axis, kind in zip(axes[0], kinds):
         strengths, ticks, tables = _curve(conditions, kind)
         for key, style in (("acc", "o-"), ("ap", "s-")):
@@ -163,6 +175,7 @@ def plot_robustness(conditions: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
 
 
 def plot_reliability(labels, scores, path: Path, title: str) -> None:

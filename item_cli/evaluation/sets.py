@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import FAKE, LAYOUTS, REAL, Record, Skipped, SourceOptions, load_records, source_kind
+from ..data import FAKE, REAL, Record, Skipped, SourceOptions, load_records, source_kind
 from ..protocols import ROLES, load_protocol, parse_data_arguments
 
 logger = logging.getLogger(__name__)
@@ -58,28 +58,21 @@ class LoadedSets:
         return record.generator if self.named else self.sets[0].name
 
 
-def add_set_arguments(parser, what: str = "test data") -> None:
-    """`--data`, `--protocol`, `--protocol-root`, `--role`, `--layout`, `--split`, `--generator` and the
-    data-set options (`add_source_options`)."""
-    from ..args import SPLIT_HELP, add_source_options
+def add_set_arguments(parser) -> None:
+    """`--data` (repeatable), `--protocol`, `--protocol-root`, `--role`, `--until`, `--layout`, `--split`,
+    `--generator` and the data-set options."""
+    from ..args import add_data_sets
 
-    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]SOURCE",
-                        help=f"{what}: a CNNDetection/GenImage-style folder, CSV manifest, hf:ORG/NAME data set, "
-                             "save_to_disk folder, Parquet/Arrow/.tar files; repeat for several named sets "
-                             "(NAME=SOURCE, or a bare SOURCE named after its folder)")
+    add_data_sets(parser)
     parser.add_argument("--protocol", default=None, metavar="NAME_OR_FILE",
                         help="a built-in protocol (universalfakedetect, genimage) or a YAML/JSON protocol file, "
                              "instead of --data")
-    parser.add_argument("--protocol-root", default=None, metavar="DIR", help="the folder that holds the protocol's sets")
-    parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role (default test)")
+    parser.add_argument("--protocol-root", default=None, metavar="DIR",
+                        help="the folder that holds the protocol's sets (with --protocol)")
+    parser.add_argument("--role", choices=ROLES, default="test", help="the protocol's sets of this role")
     parser.add_argument("--until", default=None, metavar="YYYY-MM",
                         help="chronological protocols (aigenbench): train role = generators released by this month, "
                              "test role = the next window of generators")
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="data layout of every set (default: detected)")
-    parser.add_argument("--split", default=None, help=SPLIT_HELP)
-    parser.add_argument("--generator", default=None,
-                        help="one generator name for all images of a single unnamed --data (named sets use their name)")
-    add_source_options(parser)
 
 
 def sets_from_arguments(data: list[str] | None, protocol: str | None, protocol_root: str | None = None,
