@@ -217,7 +217,7 @@ def _comfyui(record, prompt_json: str | None) -> None:
     record.front_end = "ComfyUI"
     try:
         graph = json.loads(prompt_json or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile file can nest JSON deeper than the parser goes
         return
     if not isinstance(graph, dict):
         return
@@ -240,7 +240,7 @@ def _novelai(record, info: dict) -> None:
     record.front_end = "NovelAI"
     try:
         comment = json.loads(_text(info.get("Comment")))
-    except ValueError:
+    except (ValueError, RecursionError):
         comment = {}
     comment = comment if isinstance(comment, dict) else {}
     record.prompt = _cut(comment.get("prompt") or _text(info.get("Description")))

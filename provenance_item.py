@@ -149,8 +149,20 @@ def _state_words(record: C2paRecord) -> str:
             "invalid": "NOT valid", "unreadable": "unreadable"}.get(record.validation_state or "", "not checked")
 
 
-def summary_lines(provenance: dict | None) -> list[str]:
-    """One or two lines that say what a `Provenance.to_dict()` found, for text output, pages and the banner."""
+def missing_extra() -> str | None:
+    """One line saying which provenance checks this installation cannot run and how to get them, or None."""
+    missing = []
+    for module, check in (("c2pa", "C2PA"), ("imwatermark", "watermark")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(check)
+    return f"provenance: {' and '.join(missing)} checks are off ({INSTALL_HINT})" if missing else None
+
+
+def summary_lines(provenance: dict | None, hint: bool = True) -> list[str]:
+    """One or two lines that say what a `Provenance.to_dict()` found, for text output, pages and the banner;
+    `hint`: add the line that says which checks the missing extra left out."""
     if not provenance:
         return []
     c2pa, metadata, watermark = provenance["c2pa"], provenance["metadata"], provenance["watermark"]
@@ -177,10 +189,9 @@ def summary_lines(provenance: dict | None) -> list[str]:
                          "its pixels; pass the path or bytes)")
         else:
             parts.append("no credentials, generator metadata or known watermark (absence proves nothing)")
-    missing = [name for name in ("c2pa", "watermark") if not provenance[name].get("checked")
-               and not (name == "c2pa" and provenance["source"] == "pixels")]
+    missing = [name for name in ("c2pa", "watermark") if INSTALL_HINT in str(provenance[name].get("note"))]
     lines = ["provenance: " + "; ".join(parts)]
-    if missing and not any(INSTALL_HINT in part for part in parts):
+    if hint and missing and not any(INSTALL_HINT in part for part in parts):
         lines.append(f"provenance: {' and '.join(missing)} not checked ({INSTALL_HINT})")
     return lines
 
@@ -196,7 +207,7 @@ def read_provenance(source, pixels: Image.Image | None = None, trust_anchors: st
     Never raises for a bad file (the record says what could not be read); `ValueError` for an unreadable
     trust-anchor file or an unsupported input type.
     """
-    anchors = _trust_anchor_text(trust_anchors)
+    anchors = load_trust_anchors(trust_anchors)
     if isinstance(source, (Image.Image, np.ndarray)):
         image = source if isinstance(source, Image.Image) else Image.fromarray(source)
         note = "not read: only decoded pixels were given; pass the file's path or bytes"
@@ -234,8 +245,9 @@ def _file_bytes(source) -> tuple[bytes | None, str | None]:
     return data, None
 
 
-def _trust_anchor_text(trust_anchors) -> str | None:
-    """PEM text of the trust anchors (an argument, else the environment variable), or None."""
+def load_trust_anchors(trust_anchors) -> str | None:
+    """PEM text of the C2PA trust anchors (a PEM file or PEM text; default `$ITEM_C2PA_TRUST_ANCHORS`), or None
+    when none are given. `ValueError` naming the file when it cannot be read or holds no certificate."""
     trust_anchors = trust_anchors or os.environ.get(TRUST_ANCHORS_ENV) or None
     if trust_anchors is None:
         return None

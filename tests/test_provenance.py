@@ -1,0 +1,271 @@
+"""Provenance beside the verdict: C2PA Content Credentials signed here by a test chain, generator metadata, the
+SDXL invisible watermark, damaged manifests, and the same answers through `item detect`, handler.py and the web
+page's functions; without the [provenance] extra every command still answers and says how to get it."""
+
+import base64
+import datetime
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from item_detector.provenance_item import INSTALL_HINT, apply_policy, read_provenance, summary_lines
+
+REPO = Path(__file__).resolve().parent.parent
+AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+SDXL_BITS = [int(bit) for bit in bin(0b101100111110110010010000011110111011000110011110)[2:]]
+A1111 = ("a red fox in the snow, best quality\nNegative prompt: blurry, lowres\nSteps: 20, Sampler: Euler a, "
+         "CFG scale: 7, Seed: 42, Size: 512x512, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Version: v1.10.1")
+
+
+def photo(size=(512, 512), seed=0) -> np.ndarray:
+    """A smooth, photo-like RGB array (colour waves and mild noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    waves = np.stack([120 + 80 * np.sin(6 * x + 1), 110 + 70 * np.cos(5 * y), 100 + 60 * np.sin(4 * (x + y))], -1)
+    return np.clip(waves + rng.normal(0, 12, waves.shape), 0, 255).astype(np.uint8)
+
+
+def encoded(array, fmt="JPEG", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- C2PA
+def _certificate(subject, issuer, public_key, signing_key, ca: bool):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    usage = dict(digital_signature=not ca, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                 key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False)
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),  # noqa: E731
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ITEM tests")])
+    builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer)).public_key(public_key)
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(**usage), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    if not ca:  # C2PA wants an end-entity certificate with a signing EKU (email protection is on its list)
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False) \
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    """A JPEG signed with Content Credentials by a test chain (ES256 root CA -> signer) whose c2pa.actions say
+    trainedAlgorithmicMedia; returns (signed bytes, path of the root's PEM)."""
+    c2pa = pytest.importorskip("c2pa", reason=f"C2PA needs the extra: {INSTALL_HINT}")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = _certificate("ITEM test root", "ITEM test root", root_key.public_key(), root_key, ca=True)
+    leaf = _certificate("ITEM test signer", "ITEM test root", key.public_key(), root_key, ca=False)
+    pem = lambda cert: cert.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    manifest = {"claim_generator_info": [{"name": "item-test-generator", "version": "1.0"}], "title": "made.jpg",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType": AI, "softwareAgent": {"name": "TestDiffusion"}}]}}]}
+    settings = c2pa.Settings.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
+    builder = c2pa.Builder(manifest, context=c2pa.Context(settings=settings))
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo("es256", pem(leaf) + pem(root), private, None))
+    out = io.BytesIO()
+    builder.sign(signer, "image/jpeg", io.BytesIO(encoded(photo((96, 64)), quality=90)), out)
+    anchors = tmp_path_factory.mktemp("trust") / "root.pem"
+    anchors.write_bytes(pem(root))
+    return out.getvalue(), anchors
+
+
+def test_a_signed_ai_manifest_is_read_valid_untrusted_then_trusted_with_the_chain_as_trust_list(signed):
+    data, anchors = signed
+    found = read_provenance(data).c2pa
+    assert (found.present, found.checked, found.validation_state) == (True, True, "untrusted_signer")
+    assert found.signature_valid and not found.signer_trusted and "signingCredential.untrusted" in found.reason
+    assert found.signer == "ITEM test signer" and found.claim_generator.startswith("item-test-generator 1.0")
+    assert found.digital_source_type == AI and found.ai_generated is True
+    assert found.actions == [{"action": "c2pa.created", "digital_source_type": AI, "software_agent": "TestDiffusion"}]
+    trusted = read_provenance(data, trust_anchors=anchors).c2pa
+    assert (trusted.validation_state, trusted.signer_trusted, trusted.reason) == ("valid", True, None)
+    # The policy: only a valid signature from a trusted signer decides; the default only reports.
+    verdict = {"is_fake": False, "fake_probability": 0.1}
+    assert apply_policy(verdict, read_provenance(data).to_dict(), "signed-ai-decides")["is_fake"] is False
+    decided = apply_policy(verdict, read_provenance(data, trust_anchors=anchors).to_dict(), "signed-ai-decides")
+    assert decided["is_fake"] is True and "c2pa" in decided["decided_by"]
+    assert apply_policy(verdict, read_provenance(data, trust_anchors=anchors).to_dict())["is_fake"] is False
+
+
+def test_pixels_changed_after_signing_and_damaged_manifests_are_reported_not_raised(signed):
+    data, _ = signed
+    changed = bytearray(data)
+    changed[-20] ^= 0xFF  # in the entropy-coded pixels, after the manifest
+    found = read_provenance(bytes(changed)).c2pa
+    assert found.present and found.validation_state == "invalid" and "assertion.dataHash.mismatch" in found.reason
+    assert found.ai_generated is True  # what the manifest claims; its state says the claim does not hold
+    start = data.find(b"\xff\xeb")
+    length = int.from_bytes(data[start + 2: start + 4], "big")
+    flipped = bytearray(data)
+    flipped[start + 200] ^= 0xFF
+    cut = data[: start + 4 + length // 2] + data[start + 4 + length:]
+    for damaged in (bytes(flipped), cut):
+        record = read_provenance(damaged).c2pa
+        assert record.present and record.validation_state == "unreadable" and record.reason
+
+
+def test_trust_anchors_that_are_not_certificates_are_named(tmp_path):
+    (tmp_path / "anchors.pem").write_text("not a certificate")
+    with pytest.raises(ValueError, match="anchors.pem.*no PEM certificate"):
+        read_provenance(b"", trust_anchors=tmp_path / "anchors.pem")
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+def png_with(**texts) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value)
+    return encoded(photo((64, 64)), "PNG", pnginfo=info)
+
+
+def test_front_end_parameters_are_found_with_prompt_and_model():
+    a1111 = read_provenance(png_with(parameters=A1111)).metadata
+    assert (a1111.front_end, a1111.prompt, a1111.negative_prompt) == ("AUTOMATIC1111", "a red fox in the snow, best quality",
+                                                                      "blurry, lowres")
+    assert a1111.model == "v1-5-pruned-emaonly" and a1111.settings["Seed"] == "42" and a1111.ai_generated
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
+             "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "watermark", "clip": ["4", 1]}},
+             "3": {"class_type": "KSampler", "inputs": {"positive": ["6", 0], "negative": ["7", 0], "seed": 5}}}
+    comfy = read_provenance(png_with(prompt=json.dumps(graph), workflow="{}")).metadata
+    assert (comfy.front_end, comfy.prompt, comfy.negative_prompt, comfy.model) == (
+        "ComfyUI", "a lighthouse at dusk", "watermark", "sd_xl_base_1.0.safetensors")
+    novelai = read_provenance(png_with(Software="NovelAI", Source="NovelAI Diffusion V3",
+                                       Comment=json.dumps({"prompt": "1girl, garden", "steps": 28}))).metadata
+    assert (novelai.front_end, novelai.prompt, novelai.model) == ("NovelAI", "1girl, garden", "NovelAI Diffusion V3")
+
+
+def test_jpeg_exif_user_comment_and_xmp_source_type_and_camera_are_read():
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS R5"
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111.encode("utf-16-be")  # as AUTOMATIC1111 writes a JPEG
+    found = read_provenance(encoded(photo((64, 64)), exif=exif.tobytes())).metadata
+    assert (found.front_end, found.camera_make, found.camera_model) == ("AUTOMATIC1111", "Canon", "EOS R5")
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+           f'Iptc4xmpExt:DigitalSourceType="{AI}"/></rdf:RDF></x:xmpmeta>')
+    tagged = read_provenance(encoded(photo((64, 64)), xmp=xmp.encode())).metadata
+    assert tagged.digital_source_type == AI and tagged.ai_generated is True and tagged.front_end is None
+
+
+def test_a_plain_photo_claims_nothing_and_pixels_alone_say_they_cannot_tell():
+    plain = read_provenance(encoded(photo(), quality=90))
+    assert not plain.c2pa.present and plain.metadata.checked and plain.metadata.ai_generated is None
+    assert plain.ai_claims() == [] and plain.watermark.matches is None
+    assert "absence proves nothing" in summary_lines(plain.to_dict())[0]
+    pixels = read_provenance(Image.fromarray(photo()))
+    assert pixels.source == "pixels" and not pixels.c2pa.checked and "only decoded pixels" in summary_lines(pixels.to_dict())[0]
+
+
+# ---------------------------------------------------------------------------------------------- watermark
+def sdxl_watermarked(array: np.ndarray) -> np.ndarray:
+    """`array` marked as diffusers' StableDiffusionXLWatermarker does: the 48 bits, dwtDct, on BGR."""
+    from imwatermark import WatermarkEncoder
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", SDXL_BITS)
+    bgr = array[:, :, ::-1].astype(np.float32)
+    return np.clip(np.round(encoder.encode(bgr, "dwtDct")[:, :, ::-1]), 0, 255).astype(np.uint8)
+
+
+def test_the_sdxl_watermark_is_decoded_and_matched_and_what_jpeg_90_leaves_is_measured():
+    pytest.importorskip("imwatermark", reason=f"the watermark check needs the extra: {INSTALL_HINT}")
+    marked = sdxl_watermarked(photo())
+    found = read_provenance(encoded(marked, "PNG")).watermark
+    assert found.matches.startswith("SDXL") and found.level == "very likely" and found.bits_total == 48
+    assert found.bits_matched >= 44 and found.payload  # measured: 46 of 48 on this image
+    assert read_provenance(encoded(photo(), "PNG")).watermark.level in ("none", "partial")  # unmarked: 30 of 48
+    # Measured on this image: JPEG quality 95 keeps it (44 of 48), quality 90 destroys it (27 of 48, chance level).
+    assert read_provenance(encoded(marked, quality=95)).watermark.matches is not None
+    after_90 = read_provenance(encoded(marked, quality=90)).watermark
+    assert after_90.matches is None and after_90.bits_matched <= 33
+
+
+# ---------------------------------------------------------------------------------------------- the commands
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, signed):
+    folder = tmp_path_factory.mktemp("provenance-files")
+    (folder / "a1111.png").write_bytes(png_with(parameters=A1111))
+    (folder / "signed.jpg").write_bytes(signed[0])
+    (folder / "plain.jpg").write_bytes(encoded(photo((96, 64)), quality=90))
+    return folder
+
+
+def test_item_detect_reports_provenance_beside_the_verdict(files, signed, checkpoint, capsys):
+    from item_cli.cli import main
+
+    code = main(["detect", str(files), "--model", str(checkpoint), "--json", "--device", "cpu"])
+    rows = {Path(row["path"]).name: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert code == 0 and set(rows) == {"a1111.png", "signed.jpg", "plain.jpg"}
+    assert rows["a1111.png"]["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"
+    assert rows["signed.jpg"]["provenance"]["c2pa"]["validation_state"] == "untrusted_signer"
+    assert rows["plain.jpg"]["provenance"]["c2pa"]["present"] is False and "fake_probability" in rows["plain.jpg"]
+    main(["detect", str(files / "signed.jpg"), "--model", str(checkpoint), "--device", "cpu",
+          "--provenance-policy", "signed-ai-decides", "--c2pa-trust-anchors", str(signed[1])])
+    text = capsys.readouterr().out
+    assert "FAKE" in text and "C2PA signed by ITEM test signer: signature valid, signer trusted" in text
+    assert "verdict decided by c2pa" in text
+
+
+def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, checkpoint):
+    from transformers import pipeline
+
+    from item_cli import serve
+
+    pipe = pipeline("image-classification", model=str(checkpoint), trust_remote_code=True, device="cpu")
+    from_path = pipe(str(files / "signed.jpg"), explain=True)["provenance"]
+    from_pixels = pipe(Image.open(files / "signed.jpg"), explain=True)["provenance"]
+    assert from_path["c2pa"]["validation_state"] == "untrusted_signer" and from_pixels["source"] == "pixels"
+    sys.path.insert(0, str(REPO))
+    try:
+        from handler import EndpointHandler
+    finally:
+        sys.path.remove(str(REPO))
+    handler = EndpointHandler.__new__(EndpointHandler)
+    handler.pipeline = pipe
+    body = base64.b64encode((files / "a1111.png").read_bytes()).decode()
+    answer = handler({"inputs": [body], "parameters": {"explain": True}})[0]
+    assert answer["provenance"]["metadata"]["prompt"] == "a red fox in the snow, best quality"
+    checker = serve.Checker.__new__(serve.Checker)
+    checker.pipeline = pipe
+    verdict, picture, _, panel = checker.check_one({"path": str(files / "signed.jpg"), "orig_name": "signed.jpg"}, None)
+    assert "### Provenance" in panel and "untrusted signer" in panel and "ITEM test signer" in panel
+    assert "absence of these signals proves nothing" in panel.lower() and picture.size[0] > 0
+
+
+def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, checkpoint, tmp_path):
+    blocked = tmp_path / "blocked"
+    for module in ("c2pa", "imwatermark"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "item_cli.cli", "detect", str(files), "--model", str(checkpoint), "--json",
+               "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {Path(row["path"]).name: row for row in map(json.loads, done.stdout.splitlines())}
+    assert len(rows) == 3 and all("fake_probability" in row for row in rows.values())
+    signed_record = rows["signed.jpg"]["provenance"]["c2pa"]
+    assert signed_record["present"] and not signed_record["checked"] and INSTALL_HINT in signed_record["note"]
+    assert rows["a1111.png"]["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"  # Pillow alone
+    hints = [line for line in done.stderr.splitlines() if INSTALL_HINT in line]
+    assert hints == [f"provenance: C2PA and watermark checks are off ({INSTALL_HINT})"]
