@@ -212,18 +212,20 @@ def files(tmp_path_factory, signed):
 
 def test_item_detect_reports_provenance_beside_the_verdict(files, signed, checkpoint, capsys):
     from item_cli.cli import main
+    from item_cli.commands.detect import format_result
 
-    code = main(["detect", str(files), "--model", str(checkpoint), "--json", "--device", "cpu"])
+    code = main(["detect", str(files), "--model", str(checkpoint), "--json", "--device", "cpu", "--decode-workers", "1",
+                 "--provenance-policy", "signed-ai-decides", "--c2pa-trust-anchors", str(signed[1])])
     rows = {Path(row["path"]).name: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
     assert code == 0 and set(rows) == {"a1111.png", "signed.jpg", "plain.jpg"}
     assert rows["a1111.png"]["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"
-    assert rows["signed.jpg"]["provenance"]["c2pa"]["validation_state"] == "untrusted_signer"
-    assert rows["plain.jpg"]["provenance"]["c2pa"]["present"] is False and "fake_probability" in rows["plain.jpg"]
-    main(["detect", str(files / "signed.jpg"), "--model", str(checkpoint), "--device", "cpu",
-          "--provenance-policy", "signed-ai-decides", "--c2pa-trust-anchors", str(signed[1])])
-    text = capsys.readouterr().out
+    assert rows["signed.jpg"]["provenance"]["c2pa"]["validation_state"] == "valid"
+    assert rows["signed.jpg"]["is_fake"] is True and "c2pa" in rows["signed.jpg"]["decided_by"]
+    assert rows["plain.jpg"]["provenance"]["c2pa"]["present"] is False and "decided_by" not in rows["plain.jpg"]
+    text = format_result(files / "signed.jpg", rows["signed.jpg"])
     assert "FAKE" in text and "C2PA signed by ITEM test signer: signature valid, signer trusted" in text
     assert "verdict decided by c2pa" in text
+    assert "no credentials, generator metadata or known watermark" in format_result("plain.jpg", rows["plain.jpg"])
 
 
 def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, checkpoint):
@@ -232,8 +234,8 @@ def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, checkpoi
     from item_cli import serve
 
     pipe = pipeline("image-classification", model=str(checkpoint), trust_remote_code=True, device="cpu")
-    from_path = pipe(str(files / "signed.jpg"), explain=True)["provenance"]
-    from_pixels = pipe(Image.open(files / "signed.jpg"), explain=True)["provenance"]
+    from_path, from_pixels = (result["provenance"] for result in pipe(
+        [str(files / "signed.jpg"), Image.open(files / "signed.jpg")], explain=True, batch_size=2))
     assert from_path["c2pa"]["validation_state"] == "untrusted_signer" and from_pixels["source"] == "pixels"
     sys.path.insert(0, str(REPO))
     try:
@@ -259,7 +261,7 @@ def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, 
         (blocked / module / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "item_cli.cli", "detect", str(files), "--model", str(checkpoint), "--json",
-               "--device", "cpu"]
+               "--device", "cpu", "--decode-workers", "1"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {Path(row["path"]).name: row for row in map(json.loads, done.stdout.splitlines())}
@@ -269,3 +271,40 @@ def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, 
     assert rows["a1111.png"]["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"  # Pillow alone
     hints = [line for line in done.stderr.splitlines() if INSTALL_HINT in line]
     assert hints == [f"provenance: C2PA and watermark checks are off ({INSTALL_HINT})"]
+
+
+# ---------------------------------------------------------------------------------------------- audit and hostile files
+def test_the_audit_flags_provenance_in_the_fakes_and_equalize_strips_it(tmp_path):
+    from item_cli.audit import audit, audit_equalized
+    from item_cli.data.perturb import Perturbation
+
+    xmp = (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description Iptc4xmpExt:DigitalSourceType="{AI}"/></x:xmpmeta>')
+    records = []
+    for index in range(16):
+        fake = index % 2 == 1
+        path = tmp_path / f"{index}.jpg"
+        path.write_bytes(encoded(photo((48, 40), seed=index), quality=90, **({"xmp": xmp.encode()} if fake else {})))
+        records.append({"path": str(path), "label": int(fake), "generator": "sd"})
+    report = audit(records, folds=2, log=False)
+    assert report.shortcuts[0]["feature"] == "provenance metadata" and report.shortcuts[0]["auc"] > 0.9
+    assert "provenance metadata" in " ".join(report.warnings)
+    assert report.per_class["fake"]["provenance_share"] == 1.0 and report.per_class["real"]["provenance_share"] == 0.0
+    equalized = audit_equalized(records, Perturbation("equalize", 95), folds=2, log=False)
+    assert equalized.per_class["fake"]["provenance_share"] == 0.0  # the re-encode writes no XMP, C2PA or text
+    assert not any(file.provenance for file in equalized.files)
+
+
+def test_hostile_provenance_files_are_answered_not_raised(tmp_path):
+    from item_cli.testing.hostile import _Writer  # the corpus writer, for this section alone
+    from item_cli.testing.hostile_provenance import write_provenance_cases
+
+    writer = _Writer(tmp_path, seed=0)
+    write_provenance_cases(writer)
+    found = {entry.path.name: read_provenance(entry.path) for entry in writer.manifest.files}
+    assert found["c2pa-claims-2GiB.png"].c2pa.validation_state == "unreadable"
+    assert "over the limit" in found["c2pa-claims-2GiB.png"].c2pa.reason
+    assert found["comfyui-nested-json.png"].metadata.front_end == "ComfyUI"  # too deep to parse: no prompt, no crash
+    assert len(found["700KB-parameters.png"].metadata.prompt) <= 4003
+    if found["c2pa-garbage.jpg"].c2pa.checked:
+        assert found["c2pa-garbage.jpg"].c2pa.validation_state == "unreadable" and found["c2pa-garbage.jpg"].c2pa.reason
+    assert all(summary_lines(record.to_dict()) for record in found.values())

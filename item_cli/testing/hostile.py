@@ -3,10 +3,11 @@
 `write_hostile_corpus(folder, count=50, seed=0)` writes every PIL format and mode ITEM accepts, wrong or no
 extensions, 1 x 1 and 200,000-pixel-long images, decompression-bomb headers (crafted byte by byte, CRCs right),
 truncations, seeded byte flips, documents renamed `.jpg`, empty and text files, a FIFO, a socket, an unreadable
-file, link loops and duplicates, and names no terminal likes (newlines, non-ASCII, bytes that are not UTF-8).
-The `CorpusManifest` it returns says what each entry is and whether `item detect` must score it, must skip it
-(with which words in the reason), or may do either (a flipped byte can leave an image readable). `count` is the
-number of random variants (sizes, truncations, byte flips): 50 gives a one-minute corpus, 1,750 about 2,000 files.
+file, link loops, duplicates, names no terminal likes (newlines, non-ASCII, bytes that are not UTF-8), damaged C2PA
+manifests, PNG text bombs (hostile_provenance.py). The `CorpusManifest` it returns says what each entry is and
+whether `item detect` must score it, must skip it (with which words in the reason), or may do either (a flipped
+byte can leave an image readable). `count` is the number of random variants (sizes, truncations, byte flips): 50
+gives a one-minute corpus, 1,750 about 2,000 files.
 
     python -m item_cli.testing.hostile FOLDER --count 1750 [--seed 0] [--manifest manifest.jsonl]
 """
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SCORE, SKIP, EITHER = "score", "skip", "either"
+from .hostile_provenance import EITHER, SCORE, SKIP, write_provenance_cases
+
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "DIB": "dib", "TIFF": "tif",
               "AVIF": "avif", "JPEG2000": "jp2", "PPM": "ppm", "TGA": "tga", "ICO": "ico", "QOI": "qoi"}
 MODES = ("1", "L", "LA", "P", "P+transparency", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I", "F", "LAB", "HSV")
@@ -264,35 +266,6 @@ def _bombs(w: _Writer) -> None:
         w.record(path, "6 GiB file of zeros", SKIP, ("bytes", "too large", "over the limit"))
 
 
-# ---------------------------------------------------------------------------------------------- provenance
-def jumbf_segment(body: bytes) -> bytes:
-    """A JPEG APP11 segment holding a JUMBF box labelled "c2pa" (a C2PA manifest store's header) and `body`."""
-    label = b"jumd" + b"\0" * 16 + b"\x03c2pa\0"
-    payload = b"JP" + b"\0\x01" + b"\0\0\0\x01" + struct.pack(">I", 8 + 8 + len(label) + len(body)) + b"jumb" \
-        + struct.pack(">I", 8 + len(label)) + label + body
-    return b"\xff\xeb" + struct.pack(">H", len(payload) + 2) + payload
-
-
-def _provenance(w: _Writer) -> None:
-    """Damaged and oversized C2PA stores, PNG text bombs in generator fields and watermark-shaped noise: each
-    image is scored, with its provenance `unreadable` (and why) where the store is broken."""
-    jpeg, png = encode(photo(w.rng, (40, 28)), "JPEG"), encode(photo(w.rng, (40, 28)), "PNG")
-    w.add("provenance/c2pa-garbage.jpg", jpeg[:2] + jumbf_segment(w.rng.bytes(3000)) + jpeg[2:],
-          "JPEG with a damaged C2PA store", SCORE)
-    w.add("provenance/c2pa-truncated-box.jpg", jpeg[:2] + jumbf_segment(b"")[:30] + jpeg[2:],
-          "JPEG whose C2PA segment is cut short", EITHER)
-    huge = struct.pack(">I", 0x7FFF_FFF0) + b"caBX" + w.rng.bytes(64)  # claims 2 GiB, holds 64 bytes
-    w.add("provenance/c2pa-claims-2GiB.png", png[:33] + huge + png[33:], "PNG whose caBX chunk claims 2 GiB", EITHER)
-    many = b"".join(_chunk(b"tEXt", b"parameters\0" + b"x" * 1000) for _ in range(2000))
-    w.add("provenance/2000-text-chunks.png", png[:33] + many + png[33:], "PNG with 2,000 text chunks", EITHER)
-    nested = _chunk(b"tEXt", b"prompt\0" + b"[" * 200_000)
-    w.add("provenance/comfyui-nested-json.png", png[:33] + nested + png[33:], "PNG with a 200,000-deep JSON prompt", SCORE)
-    long_text = _chunk(b"tEXt", b"parameters\0" + b"a cat, " * 100_000 + b"\nSteps: 20, Seed: 1")
-    w.add("provenance/700KB-parameters.png", png[:33] + long_text + png[33:], "PNG with 700 KB of parameters", SCORE)
-    noise = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
-    w.add("provenance/watermark-shaped-noise.png", encode(Image.fromarray(noise), "PNG"), "512 x 512 noise", SCORE)
-
-
 # ---------------------------------------------------------------------------------------------- damage
 def _damage(w: _Writer, variants: int) -> None:
     """Truncations at fixed points (refused) and `variants` random truncations and seeded byte flips (either)."""
@@ -400,7 +373,7 @@ def write_hostile_corpus(folder: str | os.PathLike, count: int = 50, seed: int =
     _names(w)
     _sizes(w, count // 4)
     _bombs(w)
-    _provenance(w)
+    write_provenance_cases(w)
     _damage(w, count - count // 4)
     _not_images(w)
     _special(w)
