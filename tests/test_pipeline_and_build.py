@@ -18,7 +18,7 @@ from item_detector.processing_item import ItemProcessor
 
 REPO = Path(__file__).resolve().parent.parent
 REMOTE_FILES = ("configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py",
-                "annotation_item.py", "visualization_item.py")
+                "annotation_item.py", "visualization_item.py", "provenance_item.py", "provenance_formats_item.py")
 PROBE_CAPTION = "a man riding a bike on the road"
 
 # Runs in a fresh interpreter: hides this project (the editable install included), then loads DIR only through
