@@ -308,3 +308,44 @@ def test_hostile_provenance_files_are_answered_not_raised(tmp_path):
     if found["c2pa-garbage.jpg"].c2pa.checked:
         assert found["c2pa-garbage.jpg"].c2pa.validation_state == "unreadable" and found["c2pa-garbage.jpg"].c2pa.reason
     assert all(summary_lines(record.to_dict()) for record in found.values())
+
+
+def test_the_web_page_shows_a_provenance_panel_beside_the_verdict(files, checkpoint, tmp_path):
+    """In the browser (Debian's chromium, as tests/test_serve_browser.py drives it): upload the signed JPEG."""
+    pytest.importorskip("gradio", reason='the web app needs gradio: pip install "item-detector[app]"')
+    pytest.importorskip("playwright.sync_api", reason="the browser test needs the playwright package")
+    import shutil
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+    from test_serve_browser import CHROMIUM_ARGS, RESULT_TIMEOUT_MS, save_artifact
+
+    from item_cli import serve
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("the browser test needs Debian's chromium (apt-get install chromium)")
+    app = serve.build_app(str(checkpoint), device="cpu")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}")
+            page.wait_for_selector("#upload", timeout=30_000)
+            page.locator("#upload input[type=file]").set_input_files(str(files / "signed.jpg"))
+            page.locator("#verdict h2").wait_for(timeout=RESULT_TIMEOUT_MS)
+            panel = page.locator("#provenance")
+            expect(panel).to_contain_text("Provenance", timeout=RESULT_TIMEOUT_MS)
+            expect(panel).to_contain_text("untrusted signer")
+            expect(panel).to_contain_text("ITEM test signer")
+            expect(panel).to_contain_text("trainedAlgorithmicMedia")
+            expect(panel).to_contain_text("proves nothing")
+            page.screenshot(path=str(tmp_path / "app-provenance.png"), full_page=True)
+            save_artifact(tmp_path / "app-provenance.png")  # kept when ITEM_TEST_ARTIFACTS is set
+            browser.close()
+    finally:
+        app.close(verbose=False)

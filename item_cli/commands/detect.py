@@ -47,10 +47,10 @@ def build_parser(prog):
     parser.add_argument("--overlay", default=None, metavar="DIR",
                         help="also write each image's explanation picture here (one PNG per image)")
     add_decoding(parser)
-    parser.add_argument("--provenance-policy", choices=POLICIES, default="report",
+    parser.add_argument("--provenance-policy", choices=(*POLICIES, "off"), default="report",
                         help="report: provenance beside the verdict; signed-ai-decides: a C2PA manifest whose signature "
-                             "holds, from a signer in --c2pa-trust-anchors, that claims AI generation sets FAKE "
-                             "(default: %(default)s)")
+                             "holds, from a signer in --c2pa-trust-anchors, that claims AI generation sets FAKE; off: "
+                             "do not read it (default: %(default)s)")
     parser.add_argument("--c2pa-trust-anchors", default=None, metavar="PEM",
                         help=f"C2PA trust anchors (PEM file of CA certificates; default ${TRUST_ANCHORS_ENV} or none: "
                              "every signer is reported untrusted). Nothing is downloaded.")
@@ -193,10 +193,10 @@ def run(args) -> int:
     if overlay is not None:
         overlay.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(candidates), unit="image", disable=None, file=sys.stderr)
-    if missing_extra():
+    if args.provenance_policy != "off" and missing_extra():
         status(missing_extra())
-    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout, provenance=True,
-                     trust_anchors=args.c2pa_trust_anchors) as reader:
+    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout,
+                     provenance=args.provenance_policy != "off", trust_anchors=args.c2pa_trust_anchors) as reader:
         for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold,
                                            args.provenance_policy):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
