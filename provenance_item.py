@@ -130,6 +130,11 @@ class Provenance:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def not_read(cls, reason: str, source: str = "file") -> "Provenance":
+        """The record of an input whose provenance could not be read at all, saying why."""
+        return cls(source, C2paRecord(note=reason), MetadataRecord(note=reason), WatermarkRecord(note=reason), [reason])
+
     def ai_claims(self) -> list[str]:
         """One short phrase per signal that says the image was generated."""
         claims = []
@@ -165,7 +170,9 @@ def summary_lines(provenance: dict | None, hint: bool = True) -> list[str]:
     `hint`: add the line that says which checks the missing extra left out."""
     if not provenance:
         return []
-    c2pa, metadata, watermark = provenance["c2pa"], provenance["metadata"], provenance["watermark"]
+    c2pa, metadata, watermark = (provenance.get(part) or {} for part in ("c2pa", "metadata", "watermark"))
+    if provenance.get("notes") and not c2pa.get("checked") and not metadata.get("checked"):
+        return [f"provenance: {provenance['notes'][0]}"]
     parts = []
     if c2pa.get("present"):
         if c2pa.get("checked"):
@@ -189,7 +196,7 @@ def summary_lines(provenance: dict | None, hint: bool = True) -> list[str]:
                          "its pixels; pass the path or bytes)")
         else:
             parts.append("no credentials, generator metadata or known watermark (absence proves nothing)")
-    missing = [name for name in ("c2pa", "watermark") if INSTALL_HINT in str(provenance[name].get("note"))]
+    missing = [name for name in ("c2pa", "watermark") if INSTALL_HINT in str((provenance.get(name) or {}).get("note"))]
     lines = ["provenance: " + "; ".join(parts)]
     if hint and missing and not any(INSTALL_HINT in part for part in parts):
         lines.append(f"provenance: {' and '.join(missing)} not checked ({INSTALL_HINT})")
@@ -215,8 +222,7 @@ def read_provenance(source, pixels: Image.Image | None = None, trust_anchors: st
                           _watermark(image) if watermark else WatermarkRecord(note="not asked for"))
     data, problem = _file_bytes(source)
     if problem is not None:
-        return Provenance("file", C2paRecord(note=problem), MetadataRecord(note=problem),
-                          WatermarkRecord(note=problem), notes=[problem])
+        return Provenance.not_read(problem)
     c2pa = _c2pa(data, anchors)
     metadata = read_file_metadata(data, MetadataRecord)
     if not watermark:

@@ -7,7 +7,6 @@ import datetime
 import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -202,10 +201,21 @@ def test_the_sdxl_watermark_is_decoded_and_matched_and_what_jpeg_90_leaves_is_me
 
 # ---------------------------------------------------------------------------------------------- the commands
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, signed):
+def files(tmp_path_factory, request):
+    """A1111 parameters in a PNG, a signed JPEG (without the C2PA library: a JPEG with a C2PA store's header), and a
+    plain JPEG."""
+    from item_cli.testing.hostile_provenance import jumbf_segment
+
     folder = tmp_path_factory.mktemp("provenance-files")
     (folder / "a1111.png").write_bytes(png_with(parameters=A1111))
-    (folder / "signed.jpg").write_bytes(signed[0])
+    try:
+        import c2pa  # noqa: F401
+
+        signed_jpeg = request.getfixturevalue("signed")[0]
+    except ImportError:
+        plain = encoded(photo((96, 64)), quality=90)
+        signed_jpeg = plain[:2] + jumbf_segment(b"\0" * 64) + plain[2:]
+    (folder / "signed.jpg").write_bytes(signed_jpeg)
     (folder / "plain.jpg").write_bytes(encoded(photo((96, 64)), quality=90))
     return folder
 
@@ -226,9 +236,13 @@ def test_item_detect_reports_provenance_beside_the_verdict(files, signed, checkp
     assert "FAKE" in text and "C2PA signed by ITEM test signer: signature valid, signer trusted" in text
     assert "verdict decided by c2pa" in text
     assert "no credentials, generator metadata or known watermark" in format_result("plain.jpg", rows["plain.jpg"])
+    (files.parent / "not-anchors.pem").write_text("no certificate here")
+    assert main(["detect", str(files), "--model", str(checkpoint), "--c2pa-trust-anchors",
+                 str(files.parent / "not-anchors.pem")]) == 2  # before any model is loaded
+    assert "error: C2PA trust anchors" in capsys.readouterr().err
 
 
-def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, checkpoint):
+def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, signed, checkpoint):
     from transformers import pipeline
 
     from item_cli import serve
@@ -254,22 +268,24 @@ def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, checkpoi
     assert "absence of these signals proves nothing" in panel.lower() and picture.size[0] > 0
 
 
-def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, checkpoint, tmp_path):
-    blocked = tmp_path / "blocked"
+def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, checkpoint, tmp_path, monkeypatch, capsys):
+    from item_cli.cli import main
+
+    blocked = tmp_path / "blocked"  # the decoding workers import these from here first, and fail
     for module in ("c2pa", "imwatermark"):
         (blocked / module).mkdir(parents=True)
-        (blocked / module / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "item_cli.cli", "detect", str(files), "--model", str(checkpoint), "--json",
-               "--device", "cpu", "--decode-workers", "1"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {Path(row["path"]).name: row for row in map(json.loads, done.stdout.splitlines())}
-    assert len(rows) == 3 and all("fake_probability" in row for row in rows.values())
+        (blocked / module / "__init__.py").write_text("raise ModuleNotFoundError('blocked by the test')\n")
+        monkeypatch.setitem(sys.modules, module, None)  # and this process cannot import them either
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")]))
+    code = main(["detect", str(files), "--model", str(checkpoint), "--json", "--device", "cpu", "--decode-workers", "1"])
+    captured = capsys.readouterr()
+    rows = {Path(row["path"]).name: row for row in map(json.loads, captured.out.splitlines())}
+    assert code == 0 and len(rows) == 3 and all("fake_probability" in row for row in rows.values())
     signed_record = rows["signed.jpg"]["provenance"]["c2pa"]
     assert signed_record["present"] and not signed_record["checked"] and INSTALL_HINT in signed_record["note"]
+    assert INSTALL_HINT in rows["plain.jpg"]["provenance"]["watermark"]["note"]
     assert rows["a1111.png"]["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"  # Pillow alone
-    hints = [line for line in done.stderr.splitlines() if INSTALL_HINT in line]
+    hints = [line for line in captured.err.splitlines() if INSTALL_HINT in line]
     assert hints == [f"provenance: C2PA and watermark checks are off ({INSTALL_HINT})"]
 
 
@@ -310,7 +326,7 @@ def test_hostile_provenance_files_are_answered_not_raised(tmp_path):
     assert all(summary_lines(record.to_dict()) for record in found.values())
 
 
-def test_the_web_page_shows_a_provenance_panel_beside_the_verdict(files, checkpoint, tmp_path):
+def test_the_web_page_shows_a_provenance_panel_beside_the_verdict(files, signed, checkpoint, tmp_path):
     """In the browser (Debian's chromium, as tests/test_serve_browser.py drives it): upload the signed JPEG."""
     pytest.importorskip("gradio", reason='the web app needs gradio: pip install "item-detector[app]"')
     pytest.importorskip("playwright.sync_api", reason="the browser test needs the playwright package")

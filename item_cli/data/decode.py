@@ -99,12 +99,12 @@ def _decode_one(path: str, max_pixels: int | None, provenance: str | None = None
 
 
 def _provenance(data: bytes, image, trust_anchors: str) -> dict:
-    from item_detector.provenance_item import read_provenance
+    from item_detector.provenance_item import Provenance, read_provenance
 
     try:
         return read_provenance(data, pixels=image, trust_anchors=trust_anchors or None).to_dict()
-    except (ValueError, TypeError) as error:  # a bad trust-anchor file: the record says so, the image is scored
-        return {"source": "file", "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - provenance must never cost the image its verdict
+        return Provenance.not_read(f"not read ({type(error).__name__}: {error})").to_dict()
 
 
 def worker_main(memory_limit: int, max_pixels: int | None, provenance: str | None = None) -> None:
