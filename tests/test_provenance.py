@@ -248,8 +248,9 @@ def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, signed, 
     from item_cli import serve
 
     pipe = pipeline("image-classification", model=str(checkpoint), trust_remote_code=True, device="cpu")
-    from_path, from_pixels = (result["provenance"] for result in pipe(
-        [str(files / "signed.jpg"), Image.open(files / "signed.jpg")], explain=True, batch_size=2))
+    from_path_result, from_pixels_result = pipe([str(files / "signed.jpg"), Image.open(files / "signed.jpg")],
+                                                explain=True, batch_size=2)
+    from_path, from_pixels = from_path_result["provenance"], from_pixels_result["provenance"]
     assert from_path["c2pa"]["validation_state"] == "untrusted_signer" and from_pixels["source"] == "pixels"
     sys.path.insert(0, str(REPO))
     try:
@@ -261,11 +262,16 @@ def test_the_pipeline_handler_and_web_page_give_the_same_answers(files, signed, 
     body = base64.b64encode((files / "a1111.png").read_bytes()).decode()
     answer = handler({"inputs": [body], "parameters": {"explain": True}})[0]
     assert answer["provenance"]["metadata"]["prompt"] == "a red fox in the snow, best quality"
+    with pytest.raises(ValueError, match="provenance_policy.*must be one of report, signed-ai-decides"):
+        handler({"inputs": body, "parameters": {"explain": True, "provenance_policy": "trust-me"}})
     checker = serve.Checker.__new__(serve.Checker)
     checker.pipeline = pipe
     verdict, picture, _, panel = checker.check_one({"path": str(files / "signed.jpg"), "orig_name": "signed.jpg"}, None)
     assert "### Provenance" in panel and "untrusted signer" in panel and "ITEM test signer" in panel
     assert "absence of these signals proves nothing" in panel.lower() and picture.size[0] > 0
+    without = pipe.draw_explanation(Image.open(files / "signed.jpg"), {**from_path_result, "provenance": None})
+    with_line = pipe.draw_explanation(Image.open(files / "signed.jpg"), from_path_result)
+    assert with_line.info["layout"]["offset"][1] > without.info["layout"]["offset"][1]  # the banner's provenance line
 
 
 def test_without_the_extra_detect_answers_and_says_how_to_get_provenance(files, checkpoint, tmp_path, monkeypatch, capsys):
