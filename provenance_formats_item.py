@@ -82,6 +82,8 @@ def _jpeg_store(stream) -> int:
         if len(length_bytes) < 2:
             break
         length = struct.unpack(">H", length_bytes)[0]
+        if length < 2:  # a segment length below its own two bytes: the header is damaged, stop here
+            break
         if marker[1] == 0xEB:
             start = stream.read(min(length - 2, 64))
             if start[:2] == b"JP":
@@ -204,6 +206,8 @@ def _a1111(record, parameters: str) -> None:
     settings_line = lines[-1] if len(lines) > 1 and lines[-1].lstrip().startswith("Steps:") else ""
     body = "\n".join(lines[:-1]) if settings_line else parameters
     prompt, _, negative = body.partition("\nNegative prompt:")
+    # Cut before the regular expression: on a hostile megabyte of word characters it would take quadratic time.
+    settings_line = settings_line[:MAX_TEXT_CHARS]
     settings = {key.strip(): value.strip().strip('"') for key, value in A1111_SETTING.findall(settings_line)}
     version = settings.get("Version", "")
     record.front_end = "Forge" if version.startswith("f") else "AUTOMATIC1111"

@@ -327,6 +327,9 @@ def test_hostile_provenance_files_are_answered_not_raised(tmp_path):
     assert "over the limit" in found["c2pa-claims-2GiB.png"].c2pa.reason
     assert found["comfyui-nested-json.png"].metadata.front_end == "ComfyUI"  # too deep to parse: no prompt, no crash
     assert len(found["700KB-parameters.png"].metadata.prompt) <= 4003
+    assert found["900KB-settings-line.png"].metadata.front_end == "AUTOMATIC1111"  # read in bounded time
+    zero_length = b"\xff\xd8\xff\xeb\x00\x00" + encoded(photo((16, 16)))[2:]  # an APP11 claiming 0 bytes
+    assert read_provenance(zero_length).c2pa.present is False
     if found["c2pa-garbage.jpg"].c2pa.checked:
         assert found["c2pa-garbage.jpg"].c2pa.validation_state == "unreadable" and found["c2pa-garbage.jpg"].c2pa.reason
     assert all(summary_lines(record.to_dict()) for record in found.values())

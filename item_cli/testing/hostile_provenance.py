@@ -48,6 +48,8 @@ def write_provenance_cases(w) -> None:
     w.add("provenance/2000-text-chunks.png", png[:33] + many + png[33:], "PNG with 2,000 text chunks", EITHER)
     nested = png_chunk(b"tEXt", b"prompt\0" + b"[" * 200_000)
     w.add("provenance/comfyui-nested-json.png", png[:33] + nested + png[33:], "PNG with a 200,000-deep JSON prompt", SCORE)
+    settings = png_chunk(b"tEXt", b"parameters\0a cat\nSteps: " + b"a" * 900_000)  # no colon for a regex to find
+    w.add("provenance/900KB-settings-line.png", png[:33] + settings + png[33:], "PNG with a 900 KB settings line", SCORE)
     long_text = png_chunk(b"tEXt", b"parameters\0" + b"a cat, " * 100_000 + b"\nSteps: 20, Seed: 1")
     w.add("provenance/700KB-parameters.png", png[:33] + long_text + png[33:], "PNG with 700 KB of parameters", SCORE)
     noise = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
