@@ -130,9 +130,12 @@ class Checker:
             if not path:
                 raise ValueError("The upload did not reach the server; try again.")
             image = load_upload(self.pipeline, path, name)
-            result = self.pipeline(image, explain=True, provenance=False)
-            # From the uploaded file itself: the decoded image has lost its credentials and metadata.
-            result["provenance"] = self.pipeline.read_provenance(path, pixels=image).to_dict()
+            if hasattr(self.pipeline, "read_provenance"):
+                result = self.pipeline(image, explain=True, provenance=False)
+                # From the uploaded file itself: the decoded image has lost its credentials and metadata.
+                result["provenance"] = self.pipeline.read_provenance(path, pixels=image).to_dict()
+            else:  # a checkpoint whose remote code predates provenance
+                result = self.pipeline(image, explain=True)
         except ValueError as error:
             gradio.Warning(str(error))
             return error_markdown(str(error)), None, [], ""
@@ -140,7 +143,7 @@ class Checker:
             gradio.Warning(f"{name}: the model failed ({type(error).__name__}: {error}).")
             return error_markdown(f"{name}: the model failed ({type(error).__name__}: {error})."), None, [], ""
         picture = self.pipeline.draw_explanation(image, result, max_size=DISPLAY_MAX_SIZE)
-        return verdict_markdown(result), picture, object_rows(result), provenance_markdown(result["provenance"])
+        return verdict_markdown(result), picture, object_rows(result), provenance_markdown(result.get("provenance"))
 
     def check_many(self, paths, gradio):
         """Uploaded files -> one table row per file (errors included) and the table as a CSV file."""

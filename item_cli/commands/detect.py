@@ -97,8 +97,9 @@ def _score(pipe, batch, threshold, provenance_policy="report"):
 
 
 def _score_batch(pipe, batch, threshold):
-    # The pipeline gets decoded pixels: the workers already read each file's provenance from its bytes.
-    options = {"explain": True, "provenance": False}
+    # The pipeline gets decoded pixels: the workers already read each file's provenance from its bytes. A checkpoint
+    # whose remote code predates provenance (no `read_provenance`) knows no `provenance` option.
+    options = {"explain": True, "provenance": False} if hasattr(pipe, "read_provenance") else {"explain": True}
     if threshold is not None:
         options["threshold"] = threshold
     try:
