@@ -374,3 +374,18 @@ def test_the_web_page_shows_a_provenance_panel_beside_the_verdict(files, signed,
             browser.close()
     finally:
         app.close(verbose=False)
+
+
+def test_detect_still_scores_with_a_checkpoint_whose_code_predates_provenance():
+    from item_cli.commands.detect import detect
+    from item_cli.data.decode import Decoded
+
+    class OldPipeline:  # the pipeline of an older checkpoint: no `provenance` option, no `read_provenance`
+        def __call__(self, images, explain=False, batch_size=1):
+            one = {"is_fake": False, "fake_probability": 0.2, "threshold": 0.5}
+            return [dict(one) for _ in images] if isinstance(images, list) else dict(one)
+
+    record = read_provenance(png_with(parameters=A1111)).to_dict()
+    decoded = [Decoded(0, "a1111.png", image=Image.new("RGB", (8, 8)), key="k", provenance=record)]
+    (path, result, _), = detect(OldPipeline(), decoded)
+    assert result["fake_probability"] == 0.2 and result["provenance"]["metadata"]["front_end"] == "AUTOMATIC1111"
