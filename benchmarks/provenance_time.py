@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import PngImagePlugin
+from PIL import Image, PngImagePlugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_provenance import A1111, encoded, photo, signed  # noqa: E402
+from test_provenance import A1111, chain, encoded, photo, sign  # noqa: E402
 
 from item_detector.provenance_item import read_provenance  # noqa: E402
 
@@ -34,14 +34,12 @@ def main() -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", A1111)
     buffer = io.BytesIO()
-    from PIL import Image
-
     Image.fromarray(photo((512, 512))).save(buffer, "PNG", pnginfo=info)
     png = buffer.getvalue()
-    signed_jpeg = signed.__wrapped__(_Factory())[0]  # the fixture function itself
+    test_chain = chain.__wrapped__(_Factory())  # the fixture's function itself: a throwaway ES256 chain
+    signed_jpeg = sign(test_chain, encoded(photo((96, 64)), quality=90), "image/jpeg")
     rows = [("metadata only, 512 px PNG with A1111 parameters", lambda: read_provenance(png, watermark=False))]
-    if signed_jpeg is not None:
-        rows.append(("C2PA-signed JPEG (96 x 64), metadata + C2PA validation", lambda: read_provenance(signed_jpeg, watermark=False)))
+    rows.append(("C2PA-signed JPEG (96 x 64), metadata + C2PA validation", lambda: read_provenance(signed_jpeg, watermark=False)))
     for side in (512, 1024):
         jpeg = encoded(photo((side, side)), quality=90)
         rows.append((f"{side} x {side} JPEG, everything (decode + metadata + watermark)", lambda data=jpeg: read_provenance(data)))

@@ -61,10 +61,9 @@ def _certificate(subject, issuer, public_key, signing_key, ca: bool):
 
 
 @pytest.fixture(scope="module")
-def signed(tmp_path_factory):
-    """A JPEG signed with Content Credentials by a test chain (ES256 root CA -> signer) whose c2pa.actions say
-    trainedAlgorithmicMedia; returns (signed bytes, path of the root's PEM)."""
-    c2pa = pytest.importorskip("c2pa", reason=f"C2PA needs the extra: {INSTALL_HINT}")
+def chain(tmp_path_factory):
+    """A test chain (ES256 root CA -> signer): (signer's PEM chain, its private key PEM, path of the root's PEM)."""
+    pytest.importorskip("c2pa", reason=f"C2PA needs the extra: {INSTALL_HINT}")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -74,17 +73,30 @@ def signed(tmp_path_factory):
     pem = lambda cert: cert.public_bytes(serialization.Encoding.PEM)  # noqa: E731
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    manifest = {"claim_generator_info": [{"name": "item-test-generator", "version": "1.0"}], "title": "made.jpg",
+    anchors = tmp_path_factory.mktemp("trust") / "root.pem"
+    anchors.write_bytes(pem(root))
+    return pem(leaf) + pem(root), private, anchors
+
+
+def sign(chain, data: bytes, mime: str) -> bytes:
+    """`data` signed with Content Credentials whose c2pa.actions say trainedAlgorithmicMedia."""
+    import c2pa
+
+    manifest = {"claim_generator_info": [{"name": "item-test-generator", "version": "1.0"}], "title": "made",
                 "assertions": [{"label": "c2pa.actions", "data": {"actions": [
                     {"action": "c2pa.created", "digitalSourceType": AI, "softwareAgent": {"name": "TestDiffusion"}}]}}]}
     settings = c2pa.Settings.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
     builder = c2pa.Builder(manifest, context=c2pa.Context(settings=settings))
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo("es256", pem(leaf) + pem(root), private, None))
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo("es256", chain[0], chain[1], None))
     out = io.BytesIO()
-    builder.sign(signer, "image/jpeg", io.BytesIO(encoded(photo((96, 64)), quality=90)), out)
-    anchors = tmp_path_factory.mktemp("trust") / "root.pem"
-    anchors.write_bytes(pem(root))
-    return out.getvalue(), anchors
+    builder.sign(signer, mime, io.BytesIO(data), out)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def signed(chain):
+    """A JPEG signed by the test chain, and the path of the chain's root (PEM)."""
+    return sign(chain, encoded(photo((96, 64)), quality=90), "image/jpeg"), chain[2]
 
 
 def test_a_signed_ai_manifest_is_read_valid_untrusted_then_trusted_with_the_chain_as_trust_list(signed):
@@ -103,6 +115,12 @@ def test_a_signed_ai_manifest_is_read_valid_untrusted_then_trusted_with_the_chai
     decided = apply_policy(verdict, read_provenance(data, trust_anchors=anchors).to_dict(), "signed-ai-decides")
     assert decided["is_fake"] is True and "c2pa" in decided["decided_by"]
     assert apply_policy(verdict, read_provenance(data, trust_anchors=anchors).to_dict())["is_fake"] is False
+
+
+@pytest.mark.parametrize("fmt, mime", [("PNG", "image/png"), ("WEBP", "image/webp")])
+def test_signed_png_and_webp_stores_are_found_and_validated(chain, fmt, mime):
+    found = read_provenance(sign(chain, encoded(photo((48, 32)), fmt), mime), trust_anchors=chain[2]).c2pa
+    assert (found.present, found.validation_state, found.ai_generated) == (True, "valid", True)
 
 
 def test_pixels_changed_after_signing_and_damaged_manifests_are_reported_not_raised(signed):
