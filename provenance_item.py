@@ -190,12 +190,11 @@ def summary_lines(provenance: dict | None, hint: bool = True) -> list[str]:
     if watermark.get("matches"):
         parts.append(f"watermark: {watermark['matches'].split(' (')[0]} {watermark['level']} "
                      f"({watermark['bits_matched']}/{watermark['bits_total']} bits)")
-    if not parts:
-        if provenance.get("source") == "pixels":
-            parts.append("not read: only decoded pixels were given (a file's credentials and metadata are not in "
-                         "its pixels; pass the path or bytes)")
-        else:
-            parts.append("no credentials, generator metadata or known watermark (absence proves nothing)")
+    if provenance.get("source") == "pixels":
+        parts.append("credentials and metadata not read: only decoded pixels were given (a file's credentials and "
+                     "metadata are not in its pixels; pass the path or bytes)")
+    elif not parts:
+        parts.append("no credentials, generator metadata or known watermark (absence proves nothing)")
     missing = [name for name in ("c2pa", "watermark") if INSTALL_HINT in str((provenance.get(name) or {}).get("note"))]
     lines = ["provenance: " + "; ".join(parts)]
     if hint and missing and not any(INSTALL_HINT in part for part in parts):

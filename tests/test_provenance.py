@@ -211,6 +211,8 @@ def test_the_sdxl_watermark_is_decoded_and_matched_and_what_jpeg_90_leaves_is_me
     assert found.matches.startswith("SDXL") and found.level == "very likely" and found.bits_total == 48
     assert found.bits_matched >= 44 and found.payload  # measured: 46 of 48 on this image
     assert read_provenance(encoded(photo(), "PNG")).watermark.level in ("none", "partial")  # unmarked: 30 of 48
+    from_pixels = read_provenance(Image.fromarray(marked))  # a decoded image still carries its watermark
+    assert from_pixels.watermark.matches.startswith("SDXL") and "only decoded pixels" in summary_lines(from_pixels.to_dict())[0]
     # Measured on this image: JPEG quality 95 keeps it (44 of 48), quality 90 destroys it (27 of 48, chance level).
     assert read_provenance(encoded(marked, quality=95)).watermark.matches is not None
     after_90 = read_provenance(encoded(marked, quality=90)).watermark
