@@ -12,7 +12,14 @@ turns a binary `image/*` body into one), or a list of these for a batch. Every p
   `verdict` is "unsure" when the fake probability lies in the checkpoint's `unsure_band`, else "real" / "fake";
 - `threshold` (float in [0, 1], needs `explain`): `is_fake = fake_probability >= threshold`, replacing the
   checkpoint's calibrated `decision_threshold` in each result;
-- `top_k` (int >= 1): how many labels to return; `batch_size` (int >= 1): images per forward pass.
+- `top_k` (int >= 1): how many labels to return; `batch_size` (int >= 1): images per forward pass;
+- `provenance_policy` ("report" or "signed-ai-decides", needs `explain`): see below.
+
+With `explain`, each result also carries `provenance`: the Content Credentials (C2PA), generator metadata and
+known invisible watermarks of the file, read from the request's bytes (a PIL image body has lost them: the record
+says so). It is reported beside the verdict; "signed-ai-decides" lets a trusted, valid C2PA claim of AI generation
+set `is_fake`. C2PA and watermark checks need `c2pa-python` and `invisible-watermark` in requirements.txt; trust
+anchors come from the environment variable ITEM_C2PA_TRUST_ANCHORS (a PEM file), never from the network.
 
 It returns the pipeline's output: for one image a list of `{"label", "score"}` (or the explanation dict), for
 a batch one such entry per image, in order. Any bad payload raises `ValueError` with what is wrong and how to
@@ -30,7 +37,8 @@ from PIL import Image
 from transformers import pipeline
 from transformers.utils import is_torch_cuda_available
 
-PARAMETERS = ("explain", "threshold", "top_k", "batch_size")
+PARAMETERS = ("explain", "threshold", "top_k", "batch_size", "provenance_policy")
+PROVENANCE_POLICIES = ("report", "signed-ai-decides")
 DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 PAYLOAD_EXAMPLE = '{"inputs": "<base64 of the image file>", "parameters": {"explain": true}}'
 
@@ -120,7 +128,22 @@ def check_parameters(parameters) -> dict:
     for name in ("top_k", "batch_size"):
         if name in checked:
             _check_count(name, checked[name])
+    if "provenance_policy" in checked:
+        if checked["provenance_policy"] not in PROVENANCE_POLICIES:
+            raise ValueError(f"parameters['provenance_policy'] = {checked['provenance_policy']!r}; it must be one of "
+                             f"{', '.join(PROVENANCE_POLICIES)}.")
+        if not checked.get("explain", False):
+            raise ValueError("parameters['provenance_policy'] needs \"explain\": true (provenance is part of the explanation).")
     return checked
+
+
+def file_bytes(item) -> bytes | None:
+    """The file bytes a request item carries (its provenance lives there), or None for a PIL image."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, str):
+        return _decode_base64(item, "inputs")
+    return None
 
 
 class EndpointHandler:
@@ -141,6 +164,11 @@ class EndpointHandler:
             images = [decode_image(item, f"inputs[{index}]") for index, item in enumerate(inputs)]
         else:
             images = decode_image(inputs, "inputs")
+        if parameters.get("explain"):  # the file's bytes (checked above) go in: its provenance is read from them
+            if isinstance(inputs, list):
+                images = [file_bytes(item) or image for item, image in zip(inputs, images)]
+            else:
+                images = file_bytes(inputs) or images
         threshold = parameters.pop("threshold", None)
         results = self.pipeline(images, **parameters)
         if threshold is not None:

@@ -8,6 +8,12 @@ says, or "unsure" when the fake probability lies in the checkpoint's `unsure_ban
 object first: which named object looks least like its word.
 `pipe.draw_explanation(image, result)` draws that result onto the image.
 
+Each `explain=True` result also carries `provenance` (see `provenance_item.py`): Content Credentials, generator
+metadata and known invisible watermarks, read from the file when the input is a path or bytes; for a PIL image or
+array, what the pixels alone can say (a watermark) and that the file's credentials could not be read. It is
+reported beside the verdict: `provenance=False` leaves it out, and `provenance_policy="signed-ai-decides"` lets a
+trusted, valid C2PA claim of AI generation set `is_fake` (with `decided_by` saying so).
+
 Images are batched *before* preprocessing, so that the captioner, the detector and the backbone each run
 once per batch of `batch_size` images (the base Pipeline would caption one image at a time).
 
@@ -22,6 +28,7 @@ import torch
 from transformers import Pipeline
 
 from .images_item import load_image
+from .provenance_item import POLICIES, apply_policy, read_provenance
 from .visualization_item import draw_explanation
 
 ON_ERROR = ("raise", "record")
@@ -49,8 +56,15 @@ class ItemImageClassificationPipeline(Pipeline):
             return []  # the base class would index the first element
         return super().__call__(inputs, **kwargs)
 
-    def _sanitize_parameters(self, top_k=None, explain=None, captions=None, threshold=None, on_error=None):
+    def _sanitize_parameters(self, top_k=None, explain=None, captions=None, threshold=None, on_error=None,
+                             provenance=None, provenance_policy=None):
         preprocess = {} if captions is None else {"captions": captions}
+        if provenance is not None:
+            preprocess["provenance"] = bool(provenance)
+        if provenance_policy is not None:
+            if provenance_policy not in POLICIES:
+                raise ValueError(f"provenance_policy={provenance_policy!r}; choose one of {', '.join(POLICIES)}.")
+            preprocess["provenance_policy"] = provenance_policy
         if on_error is not None:
             if on_error not in ON_ERROR:
                 raise ValueError(f"on_error={on_error!r}; choose 'raise' (the default) or 'record'.")
@@ -98,6 +112,8 @@ class ItemImageClassificationPipeline(Pipeline):
         """Results in input order, `batch_size` images per network call."""
         captions = preprocess_params.pop("captions", None)
         on_error = preprocess_params.pop("on_error", "raise")
+        provenance = (preprocess_params.pop("provenance", True) and postprocess_params.get("explain", False),
+                      preprocess_params.pop("provenance_policy", "report"))
         if isinstance(captions, str):
             captions = [captions]
         if captions is not None and hasattr(inputs, "__len__") and len(captions) != len(inputs):
@@ -107,12 +123,12 @@ class ItemImageClassificationPipeline(Pipeline):
             batch.append((index, item))
             index += 1
             if len(batch) == batch_size:
-                yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params)
+                yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params, provenance)
                 batch = []
         if batch:
-            yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params)
+            yield from self._run_batch(batch, captions, on_error, forward_params, postprocess_params, provenance)
 
-    def _run_batch(self, batch, captions, on_error, forward_params, postprocess_params):
+    def _run_batch(self, batch, captions, on_error, forward_params, postprocess_params, provenance=(False, "report")):
         results, images, image_captions = {}, [], []
         for index, item in batch:
             try:
@@ -131,6 +147,10 @@ class ItemImageClassificationPipeline(Pipeline):
             for row, (index, _) in enumerate(images):
                 one = {name: value[row : row + 1] for name, value in outputs.items()}
                 results[index] = self.postprocess(one, **postprocess_params)
+                if provenance[0]:
+                    item, image = dict(batch)[index], dict(images)[index]
+                    found = read_provenance(item, pixels=image)  # a file's own bytes, or only its pixels
+                    results[index] = apply_policy(results[index], found.to_dict(), provenance[1])
         for index, _ in batch:
             yield results[index]
 
@@ -139,6 +159,11 @@ class ItemImageClassificationPipeline(Pipeline):
         """An image as the pipeline reads it (a path, bytes, PIL image or array -> upright 8-bit RGB); a
         `ValueError` naming it when it is not a readable image."""
         return load_image(image)
+
+    @staticmethod
+    def read_provenance(source, pixels=None, trust_anchors=None):
+        """The `Provenance` of a path, file bytes or decoded image (see `provenance_item.read_provenance`)."""
+        return read_provenance(source, pixels=pixels, trust_anchors=trust_anchors)
 
     @staticmethod
     def draw_explanation(image, result, max_size: int | None = None):

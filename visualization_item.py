@@ -4,8 +4,9 @@
 
 - above the image, a banner with the verdict line (`FAKE  p(fake)=0.93  threshold 0.50`, from the head's
   `is_fake`, `fake_probability` and `threshold`; `UNSURE ... band 0.30-0.70` on grey when the result's `verdict`
-  is "unsure"), the caption (wrapped), the least aligned object and the
-  caption's nouns that were not found in the image;
+  is "unsure"), the caption (wrapped), the least aligned object and the caption's nouns that were not found in
+  the image, and one line of provenance when the result has it (Content Credentials, generator metadata,
+  watermark: reported beside the verdict, never changing it);
 - on the image, each grounded object's box with a tag "noun similarity", coloured on one colour-blind-safe
   scale (viridis anchors, no matplotlib) by its similarity *relative to the other objects of this image*
   (min-max within the image): yellow = least aligned, dark purple = best aligned. The least aligned object
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .images_item import to_rgb as model_rgb
 from .images_item import upright
+from .provenance_item import summary_lines
 
 RGB = tuple[int, int, int]
 
@@ -167,6 +169,8 @@ def _header(result: dict, objects: list[dict], width: int, text_px: int) -> Imag
         lines += ["No object of the caption was found in the image."]
     if result.get("unfound_nouns"):
         lines += _wrap("Not found in the image: " + ", ".join(map(str, result["unfound_nouns"])), font, width - 2 * pad, 2)
+    for line in summary_lines(result.get("provenance"), hint=False)[:1]:  # beside the verdict, never in its place
+        lines += _wrap(line[0].upper() + line[1:], font, width - 2 * pad, 2)
     line_px, verdict_px = round(text_px * 1.3), round(verdict_px * 1.3) + 2 * pad
     banner = Image.new("RGB", (width, verdict_px + pad + line_px * len(lines) + pad), PAPER)
     draw = ImageDraw.Draw(banner)

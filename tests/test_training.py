@@ -18,7 +18,8 @@ from item_detector.processing_item import ItemAnnotations, ItemProcessor
 EXPECTED_FILES = {
     "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
     "configuration_item.py", "processing_item.py", "modeling_item.py", "pipeline_item.py", "images_item.py", "annotation_item.py",
-    "components_item.py", "encoding_item.py", "visualization_item.py", "handler.py", "requirements.txt", "captioner", "detector",
+    "components_item.py", "encoding_item.py", "visualization_item.py", "provenance_item.py", "provenance_formats_item.py",
+    "handler.py", "requirements.txt", "captioner", "detector",
 }
 
 

@@ -232,7 +232,7 @@ def test_the_page_says_unsure(pipe, photos):
 
     checker = Checker.__new__(Checker)  # what Checker(model) holds, without loading the pipeline a second time
     checker.pipeline = pipe
-    verdict, picture, _ = checker.check_one({"path": photos[0], "orig_name": "photo.jpg"}, _Gradio)
+    verdict, picture, _, _ = checker.check_one({"path": photos[0], "orig_name": "photo.jpg"}, _Gradio)
     rows, csv_path = checker.check_many(photos, _Gradio)
     assert verdict.startswith("## UNSURE") and "unsure between 0.00 and 1.00" in verdict and picture is not None
     assert [row[1] for row in rows] == ["UNSURE", "UNSURE"] and "UNSURE" in Path(csv_path).read_text()

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from item_cli.jpeg_quality import estimate_jpeg_quality
+from item_detector.provenance_formats_item import header_signals
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class FileMetadata:
     jpeg_tables: "IJG" when the tables are exactly libjpeg's at that quality, "custom" otherwise (cameras,
     Photoshop), None when not a JPEG. subsampling: "4:2:0", "4:2:2", "4:4:4" or "other" for colour JPEGs,
     None otherwise. exif / camera / icc / text: the file carries EXIF, an EXIF camera make or model, an ICC
-    colour profile, a text comment (JPEG COM, PNG tEXt/zTXt/iTXt before the image data).
+    colour profile, a text comment (JPEG COM, PNG tEXt/zTXt/iTXt before the image data). provenance: the
+    provenance signals the header carries ("C2PA manifest", "digital source type", "generation parameters").
     """
 
     path: str
@@ -59,6 +61,7 @@ class FileMetadata:
     camera: bool
     icc: bool
     text: bool
+    provenance: tuple[str, ...] = ()
 
     @property
     def pixels(self) -> int:
@@ -171,9 +174,10 @@ def read_metadata(path: str, label: int, generator: str, data: bytes | None = No
         file_bytes = os.stat(path).st_size if data is None else len(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # nothing is decoded here
-            with Image.open(path if data is None else io.BytesIO(data)) as image:
+            with (open(path, "rb") if data is None else io.BytesIO(data)) as handle, Image.open(handle) as image:
                 width, height = image.size
                 fields = _jpeg_fields(image) | _metadata_fields(image)
+                fields["provenance"] = tuple(header_signals(image, handle))
                 image_format, mode = image.format or "unknown", image.mode
     except FileNotFoundError:
         raise ValueError("file not found") from None

@@ -58,6 +58,7 @@ CLASS_ROWS = (
     ("EXIF camera make/model", lambda s: percent(s["camera_share"])),
     ("ICC profile", lambda s: percent(s["icc_share"])),
     ("text metadata", lambda s: percent(s["text_share"])),
+    ("provenance metadata (C2PA, source type, generation parameters)", lambda s: percent(s["provenance_share"])),
     ("colour modes", lambda s: _shares(s["modes"])),
 )
 

@@ -54,6 +54,8 @@ FEATURE_GROUPS: dict[str, list[Column]] = {
     "EXIF": [(CATEGORICAL, lambda f: _yes_no(f.exif))],
     "camera make/model": [(CATEGORICAL, lambda f: _yes_no(f.camera))],
     "ICC profile": [(CATEGORICAL, lambda f: _yes_no(f.icc))],
+    # Before "text metadata": generation parameters are text, and the cause is the generator's provenance.
+    "provenance metadata": [(CATEGORICAL, lambda f: _yes_no(bool(f.provenance)))],
     "text metadata": [(CATEGORICAL, lambda f: _yes_no(f.text))],
     # Last: file size mostly follows from the properties above (format, quality, size).
     "file size": [(NUMERIC, lambda f: math.log(f.file_bytes + 1)), (NUMERIC, lambda f: f.bits_per_pixel)],

@@ -65,6 +65,7 @@ def summarize(files: Sequence[FileMetadata]) -> dict | None:
         "camera_share": _share(files, lambda f: f.camera),
         "icc_share": _share(files, lambda f: f.icc),
         "text_share": _share(files, lambda f: f.text),
+        "provenance_share": _share(files, lambda f: bool(f.provenance)),
     }
 
 
@@ -197,6 +198,9 @@ def describe(group: str, files: Sequence[FileMetadata]) -> str:
         "camera make/model": lambda: _flag_words(by_class, lambda f: f.camera, "an EXIF camera make/model"),
         "ICC profile": lambda: _flag_words(by_class, lambda f: f.icc, "an ICC colour profile"),
         "text metadata": lambda: _flag_words(by_class, lambda f: f.text, "text metadata (comments, PNG text)"),
+        "provenance metadata": lambda: _flag_words(
+            by_class, lambda f: bool(f.provenance),
+            "provenance metadata (C2PA manifests, XMP digital source type, generation parameters)"),
     }
     if group not in words:
         raise ValueError(f"Unknown property group {group!r}; choose one of {', '.join(words)}.")

@@ -5,6 +5,9 @@ Every input file is answered for, exactly once: a result, or a skipped-file reco
 (a file that hangs or crashes its decoder is skipped), results stream as they are computed, and the exit code
 is 0 when at least one image was scored. Objects are listed least aligned first (lowest image-text similarity).
 `--overlay DIR` also writes each image's explanation picture (boxes coloured by similarity, verdict, caption).
+Beside each verdict: the file's provenance (Content Credentials, generator metadata, known invisible watermarks;
+a `provenance` field in JSON), read by the decoding workers from the same bytes. `--provenance-policy
+signed-ai-decides` lets a trusted, valid C2PA claim of AI generation set the verdict (default `report`: beside it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+
+from item_detector.provenance_item import (
+    POLICIES, TRUST_ANCHORS_ENV, apply_policy, load_trust_anchors, missing_extra, summary_lines,
+)
 
 from ..args import add_decoding, add_model, add_options, command_parser
 from ..console import Progress, emit, plural, status
@@ -35,6 +42,13 @@ def build_parser(prog):
     parser.add_argument("--overlay", default=None, metavar="DIR",
                         help="also write each image's explanation picture here (one PNG per image)")
     add_decoding(parser)
+    parser.add_argument("--provenance-policy", choices=(*POLICIES, "off"), default="report",
+                        help="report: provenance beside the verdict; signed-ai-decides: a C2PA manifest whose signature "
+                             "holds, from a signer in --c2pa-trust-anchors, that claims AI generation sets FAKE; off: "
+                             "do not read it (default: %(default)s)")
+    parser.add_argument("--c2pa-trust-anchors", default=None, metavar="PEM",
+                        help=f"C2PA trust anchors (PEM file of CA certificates; default ${TRUST_ANCHORS_ENV} or none: "
+                             "every signer is reported untrusted). Nothing is downloaded.")
     return parser
 
 
@@ -49,7 +63,7 @@ def load_pipeline(model: str, device=None, revision=None):
     return pipeline("image-classification", model=model, trust_remote_code=True, device=device, revision=revision)
 
 
-def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = None):
+def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = None, provenance_policy: str = "report"):
     """Yield `(path, explanation dict or Skipped, the decoded image or None)` for every `Decoded` of
     `decoded_images`, in order.
 
@@ -63,26 +77,39 @@ def detect(pipe, decoded_images, batch_size: int = 8, threshold: float | None = 
             continue
         batch.append(decoded)
         if len(batch) == batch_size:
-            yield from _score(pipe, batch, threshold)
+            yield from _score(pipe, batch, threshold, provenance_policy)
             batch = []
     if batch:
-        yield from _score(pipe, batch, threshold)
+        yield from _score(pipe, batch, threshold, provenance_policy)
 
 
-def _score(pipe, batch, threshold):
-    options = {"explain": True, "threshold": threshold} if threshold is not None else {"explain": True}
+def _score(pipe, batch, threshold, provenance_policy="report"):
+    """Scored batch; each result gets its file's provenance (read by the decoding worker) beside the verdict."""
+    for decoded, result in _score_batch(pipe, batch, threshold):
+        if isinstance(result, Skipped) or decoded.provenance is None:
+            yield decoded.path, result, decoded.image if not isinstance(result, Skipped) else None
+        else:
+            yield decoded.path, apply_policy(result, decoded.provenance, provenance_policy), decoded.image
+
+
+def _score_batch(pipe, batch, threshold):
+    # The pipeline gets decoded pixels: the workers already read each file's provenance from its bytes. A checkpoint
+    # whose remote code predates provenance (no `read_provenance`) knows no `provenance` option.
+    options = {"explain": True, "provenance": False} if hasattr(pipe, "read_provenance") else {"explain": True}
+    if threshold is not None:
+        options["threshold"] = threshold
     try:
         results = pipe([decoded.image for decoded in batch], batch_size=len(batch), **options)
     except Exception:  # noqa: BLE001 - isolate the image that failed: score one by one
         results = None
     for i, decoded in enumerate(batch):
         if results is not None:
-            yield decoded.path, results[i], decoded.image
+            yield decoded, results[i]
             continue
         try:
-            yield decoded.path, pipe(decoded.image, **options), decoded.image
+            yield decoded, pipe(decoded.image, **options)
         except Exception as error:  # noqa: BLE001 - one image must not end the run
-            yield decoded.path, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})"), None
+            yield decoded, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})")
 
 
 def overlay_name(path) -> str:
@@ -114,7 +141,17 @@ def format_result(path, result) -> str:
         lines.append(f"  {item['noun']:<16} similarity {item['similarity']:+.3f}  box [{box}]  detector {score}")
     if result["unfound_nouns"]:
         lines.append(f"  not found in the image: {', '.join(result['unfound_nouns'])}")
+    lines += provenance_lines(result)
     return "\n".join(lines)
+
+
+def provenance_lines(result: dict) -> list[str]:
+    """A line or two on the file's provenance (what it found, or that absence proves nothing), and the verdict's
+    source when a provenance policy decided it."""
+    lines = [f"  {line}" for line in summary_lines(result.get("provenance"), hint=False)]
+    if result.get("decided_by"):
+        lines.append(f"  verdict decided by {result['decided_by']}")
+    return lines
 
 
 def report(path, outcome, as_json: bool) -> None:
@@ -138,6 +175,9 @@ def _writable(text: str) -> str:
 
 def run(args) -> int:
     check_model_source(args.model, args.revision)  # before any work: a mistyped folder is one clear line
+    if load_trust_anchors(args.c2pa_trust_anchors) is None and args.provenance_policy == "signed-ai-decides":
+        status(f"--provenance-policy signed-ai-decides without --c2pa-trust-anchors (or ${TRUST_ANCHORS_ENV}): no signer "
+               "is trusted, so no manifest can decide a verdict")
     candidates, counts = [], Counter()
     for path, problem in FileFinder().find(args.inputs):
         if problem is None:
@@ -152,10 +192,13 @@ def run(args) -> int:
     overlay = Path(args.overlay) if args.overlay else None
     if overlay is not None:
         overlay.mkdir(parents=True, exist_ok=True)
+    if args.provenance_policy != "off" and missing_extra():
+        status(missing_extra())
     with Progress(len(candidates), "Scoring") as progress, \
-            ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout,
-                        max_pixels=args.max_image_pixels) as reader:
-        for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold):
+            ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout, max_pixels=args.max_image_pixels,
+                        provenance=args.provenance_policy != "off", trust_anchors=args.c2pa_trust_anchors) as reader:
+        for path, outcome, image in detect(pipe, reader.read(candidates), args.batch_size, args.threshold,
+                                           args.provenance_policy):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
             if overlay is not None and image is not None:
                 outcome = {**outcome, "overlay": write_overlay(pipe, image, outcome, overlay, path)}

@@ -7,7 +7,9 @@ only its worker, and a worker's address space is capped so that no file can take
 come back in input order and stream: at most `2 * workers` images are in flight, so memory stays flat whatever
 the folder's size.
 
-Each result also carries the sha256 of the exact bytes that were decoded: the content key of the cache.
+Each result also carries the sha256 of the exact bytes that were decoded: the content key of the cache, and,
+with `provenance=True`, the file's provenance record (`provenance_item.read_provenance`, from the same bytes, inside
+the worker's time and memory limits).
 
 A row of a data set (a `Record` with `row`, see `sources`) has no file: its stored bytes are fetched here, one
 row at a time as a worker frees up, and sent to the worker as the request's payload; the worker reads them by
@@ -47,6 +49,7 @@ class Decoded:
     image: Image.Image | None = None
     key: str | None = None
     error: str | None = None
+    provenance: dict | None = None
 
 
 def content_key(data: bytes) -> str:
@@ -76,8 +79,10 @@ def _receive(stream) -> tuple[dict, bytes]:
     return header, _read_exactly(stream, _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))[0])
 
 
-def _decode_one(path: str, max_pixels: int | None, data: bytes | None = None) -> tuple[dict, bytes]:
-    """What a worker answers for one path, or for one data-set row's bytes (`data`)."""
+def _decode_one(path: str, max_pixels: int | None, data: bytes | None = None,
+                provenance: str | None = None) -> tuple[dict, bytes]:
+    """What a worker answers for one path, or for one data-set row's bytes (`data`); with `provenance` ("" or a
+    trust-anchor PEM file), the provenance record read from the same bytes."""
     from item_detector.images_item import load_image
 
     what = "the file" if data is None else "the row's bytes"
@@ -97,10 +102,22 @@ def _decode_one(path: str, max_pixels: int | None, data: bytes | None = None) ->
         image = load_image(data, max_pixels=max_pixels)
     except (ValueError, TypeError, MemoryError) as error:
         return {"key": key, "error": str(error).replace(f"<{len(data)} bytes>", what)}, b""
-    return {"key": key, "mode": image.mode, "size": list(image.size)}, image.tobytes()
+    header = {"key": key, "mode": image.mode, "size": list(image.size)}
+    if provenance is not None:  # "" (no trust anchors) or a PEM file
+        header["provenance"] = _provenance(data, image, provenance)
+    return header, image.tobytes()
 
 
-def worker_main(memory_limit: int, max_pixels: int | None) -> None:
+def _provenance(data: bytes, image, trust_anchors: str) -> dict:
+    from item_detector.provenance_item import Provenance, read_provenance
+
+    try:
+        return read_provenance(data, pixels=image, trust_anchors=trust_anchors or None).to_dict()
+    except Exception as error:  # noqa: BLE001 - provenance must never cost the image its verdict
+        return Provenance.not_read(f"not read ({type(error).__name__}: {error})").to_dict()
+
+
+def worker_main(memory_limit: int, max_pixels: int | None, provenance: str | None = None) -> None:
     """The worker process: one request (a path, or image bytes as its payload) at a time on stdin, one answer on
     stdout."""
     try:
@@ -118,7 +135,8 @@ def worker_main(memory_limit: int, max_pixels: int | None) -> None:
         except EOFError:
             return
         try:
-            header, payload = _decode_one(request["path"], max_pixels, data if request.get("bytes") else None)
+            header, payload = _decode_one(request["path"], max_pixels, data if request.get("bytes") else None,
+                                          provenance)
         except MemoryError:  # outside the decoder (reading the file, copying the pixels), under the memory cap
             header, payload = {"error": "decoding it needs more memory than a decoding worker may use"}, b""
         except Exception as error:  # noqa: BLE001 - answer for the file, do not die with a traceback
@@ -128,8 +146,9 @@ def worker_main(memory_limit: int, max_pixels: int | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- the pool
 class _Worker:
-    def __init__(self, memory_limit: int, max_pixels: int | None):
+    def __init__(self, memory_limit: int, max_pixels: int | None, provenance: str | None = None):
         command = [sys.executable, "-m", "item_cli.data.decode", str(memory_limit), str(max_pixels or 0)]
+        command += [] if provenance is None else ["--provenance", provenance]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self.task: int | None = None
         self.path = ""
@@ -165,7 +184,7 @@ class ImageReader:
     skipped with `load_image`'s one message, whatever its size (the command line's `--max-image-pixels N`)."""
 
     def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: int = DEFAULT_MEMORY_LIMIT,
-                 max_pixels: int | None = None):
+                 max_pixels: int | None = None, provenance: bool = False, trust_anchors: str | None = None):
         if workers < 1:
             raise ValueError(f"workers={workers}; pass at least 1 decoding process.")
         if not timeout_s > 0:
@@ -173,10 +192,12 @@ class ImageReader:
         if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
             raise ValueError(f"max_pixels={max_pixels!r}; pass a positive number of pixels (None: the default limit).")
         self.workers, self.timeout_s, self.memory_limit, self.max_pixels = workers, timeout_s, memory_limit, max_pixels
+        # Provenance is read by the workers when asked: "" means no C2PA trust anchors, else a PEM file.
+        self.provenance = (os.fspath(trust_anchors) if trust_anchors else "") if provenance else None
         self._pool: list[_Worker] = []
 
     def __enter__(self) -> "ImageReader":
-        self._pool = [_Worker(self.memory_limit, self.max_pixels) for _ in range(self.workers)]
+        self._pool = [_Worker(self.memory_limit, self.max_pixels, self.provenance) for _ in range(self.workers)]
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -241,11 +262,12 @@ class ImageReader:
             return Decoded(task, path, error=f"the decoder crashed on this file (worker exit code {code})")
         if "error" in header:
             return Decoded(task, path, key=header.get("key"), error=header["error"])
-        return Decoded(task, path, image=Image.frombytes(header["mode"], tuple(header["size"]), payload), key=header["key"])
+        return Decoded(task, path, image=Image.frombytes(header["mode"], tuple(header["size"]), payload), key=header["key"],
+                       provenance=header.get("provenance"))
 
     def _replace(self, worker: _Worker) -> None:
         worker.stop(kill=True)
-        self._pool[self._pool.index(worker)] = _Worker(self.memory_limit, self.max_pixels)
+        self._pool[self._pool.index(worker)] = _Worker(self.memory_limit, self.max_pixels, self.provenance)
 
 
 def _request(index: int, item) -> tuple[int, str, bytes | None] | Decoded:
@@ -261,4 +283,4 @@ def _request(index: int, item) -> tuple[int, str, bytes | None] | Decoded:
 
 
 if __name__ == "__main__":
-    worker_main(int(sys.argv[1]), int(sys.argv[2]) or None)
+    worker_main(int(sys.argv[1]), int(sys.argv[2]) or None, sys.argv[4] if sys.argv[3:4] == ["--provenance"] else None)

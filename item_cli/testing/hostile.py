@@ -3,10 +3,10 @@
 `write_hostile_corpus(folder, count=50, seed=0)` writes every PIL format and mode ITEM accepts, wrong or no
 extensions, 1 x 1 and 200,000-pixel-long images, decompression-bomb headers (crafted byte by byte, CRCs right),
 truncations, seeded byte flips, documents renamed `.jpg`, empty and text files, a FIFO, a socket, an unreadable
-file, link loops and duplicates, and names no terminal likes (newlines, non-ASCII, bytes that are not UTF-8).
-The `CorpusManifest` it returns says what each entry is and whether `item detect` must score it, must skip it
-(with which words in the reason), or may do either (a flipped byte can leave an image readable). `count` is the
-number of random variants (sizes, truncations, byte flips): 50 gives a one-minute corpus, 1,750 about 2,000 files.
+file, link loops, duplicates, names no terminal likes (newlines, non-ASCII, non-UTF-8 bytes), damaged C2PA manifests
+and PNG text bombs (hostile_provenance.py). The `CorpusManifest` says what each entry is and whether `item detect`
+must score it, skip it (with which words in the reason), or may do either (a flipped byte can leave an image
+readable). `count`: random variants (sizes, truncations, byte flips): 50 make a one-minute corpus, 1,750 2,000 files.
 
     python -m item_cli.testing.hostile FOLDER --count 1750 [--seed 0] [--manifest manifest.jsonl]
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SCORE, SKIP, EITHER = "score", "skip", "either"
+from .hostile_provenance import EITHER, SCORE, SKIP, write_provenance_cases
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "DIB": "dib", "TIFF": "tif",
               "AVIF": "avif", "JPEG2000": "jp2", "PPM": "ppm", "TGA": "tga", "ICO": "ico", "QOI": "qoi"}
 MODES = ("1", "L", "LA", "P", "P+transparency", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I", "F", "LAB", "HSV")
@@ -371,6 +371,7 @@ def write_hostile_corpus(folder: str | os.PathLike, count: int = 50, seed: int =
     _names(w)
     _sizes(w, count // 4)
     _bombs(w)
+    write_provenance_cases(w)
     _damage(w, count - count // 4)
     _not_images(w)
     _special(w)
