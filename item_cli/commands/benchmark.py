@@ -2,7 +2,7 @@
 
 Times ITEM on the real architectures with random weights (CLIP ViT-L/14, BLIP-large or -base, Grounding DINO
 tiny): each stage alone, the whole pipeline and a UniversalFakeDetect-style one-pass baseline, per profile and
-batch size, in one process. `--levers` adds each speed lever alone and how closely each faster variant
+batch size, in one process. `--batch-memory 1 2 4 8` the peak memory per batch size. `--levers` adds each speed lever alone and how closely each faster variant
 reproduces the default. `--backbones` times each backbone family instead; `--head-training` one epoch of head
 training on 10,000 cached images; `--ablation` item ablate's 12-variant grid on 1,000 cached images. Prints
 Markdown and writes the full report as JSON.
@@ -38,6 +38,9 @@ def build_parser(prog):
     parser.add_argument("--cache-reuse", type=positive_int, default=None, metavar="N",
                         help="instead: frozen-network calls when a cached folder of N images grows, is relabelled, "
                              "copied or changed in place (tiny networks), and the content-key hashing speed")
+    parser.add_argument("--batch-memory", type=positive_int, nargs="+", default=None, metavar="N",
+                        help="instead: peak memory of one scoring process per batch size N (real sizes, CPU, "
+                             "first of --profiles; each in a fresh process)")
     parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
     return parser
 
@@ -70,6 +73,11 @@ def run(args) -> int:
             f"| {name} | {s['rows']} | {s['images_seen']['captioner']} / {s['images_seen']['detector']} / "
             f"{s['images_seen']['backbone']} |" for name, s in report["scenarios"].items()]
             + [f"\ncontent keys (sha256): {report['hashing']['mb_per_second']:.0f} MB/s"])
+    elif args.batch_memory:
+        from ..bench.batch_memory import batch_memory, format_batch_memory
+
+        report = batch_memory(tuple(args.batch_memory), (args.profiles or ["default"])[0], log=log)
+        text = format_batch_memory(report)
     elif args.ablation:
         from ..bench.training import ablation_grid
 

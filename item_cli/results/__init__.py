@@ -1,0 +1,12 @@
+"""Results of `item detect --output DIR` at any scale: one row per input, in shards written whole by any number
+of processes, resumable and incremental (see `shards` for the folder's layout, `rows` for a row's columns,
+`run` for what a rerun scores again).
+
+Read them with `datasets.load_dataset("parquet", data_files="DIR/part-*.parquet", split="train")` (every row
+ever written), or `latest_rows(read_rows(DIR))` / `item detect --merge DIR` (the newest row per path).
+"""
+
+from .rows import SCHEMA
+from .shards import FORMATS, chunk_files, latest_rows, merge, read_rows
+
+__all__ = ["FORMATS", "SCHEMA", "chunk_files", "latest_rows", "merge", "read_rows"]

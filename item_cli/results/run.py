@@ -1,0 +1,134 @@
+"""`item detect ... --output DIR`: score this process's share of the inputs into result shards, resumably.
+
+Per process: hash its inputs' bytes (before any decoding), look them up in DIR's rows of this checkpoint, and
+sort them into
+- done: a row with the same path and content sha256 exists (at another threshold, it is written again decided
+  at the new one, from its stored fake probability: no network runs);
+- to score: new paths, changed files (another sha256), and rows whose scoring failed.
+Only when something is to be scored are the networks loaded. Rows are written in chunks (`ShardWriter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cache.keys import content_keys
+from .identity import checkpoint_folder, checkpoint_identity, default_threshold
+from .progress import RunProgress, gather
+from .rows import FAILED, SCORED, is_done, relabelled, skipped_row
+from .shards import ShardWriter, answered, latest_rows, read_rows, write_success
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """What this process does with its share of the inputs."""
+
+    todo: dict[str, str] = field(default_factory=dict)  # path -> content sha256, in input order
+    relabel: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why its bytes cannot be read)
+    done: int = 0
+
+
+def plan(paths: list[str], output: Path, checkpoint: str, threshold: float) -> Plan:
+    """Sort `paths` into done, to relabel, to score (see the module docstring)."""
+    stored = answered(output, checkpoint)
+    found = Plan()
+    for path, key in zip(paths, content_keys(paths)):
+        if isinstance(key, OSError):
+            found.unreadable.append((path, f"cannot be read ({key.strerror or key})"))
+            continue
+        row = stored.get(path)
+        if row is None or not is_done(row["status"], row["content_sha256"], key):
+            found.todo[path] = key
+        elif row["status"] == SCORED and row["threshold"] != threshold:
+            found.relabel.append(path)
+        else:
+            found.done += 1
+    return found
+
+
+def relabel_rows(output: Path, checkpoint: str, paths: list[str], threshold: float) -> list[dict]:
+    """The newest rows of `paths`, decided again at `threshold`."""
+    wanted = set(paths)
+    table = latest_rows(read_rows(output, checkpoint), by=("path",))
+    return [relabelled(row, threshold) for row in table.to_pylist() if row["path"] in wanted]
+
+
+def score_to_output(args, paths: list[str], state, emit_row=None) -> dict:
+    """Score this process's `paths` into `args.output`; returns this process's counts. `emit_row(row, image)`
+    is called for every new row (the --json lines and --overlay pictures)."""
+    output = Path(args.output)
+    folder = checkpoint_folder(args.model, args.revision)
+    checkpoint = checkpoint_identity(folder)
+    threshold = default_threshold(folder) if args.threshold is None else args.threshold
+    work = plan(paths, output, checkpoint, threshold)
+    writer = ShardWriter(output, state.process_index, args.format, checkpoint, args.shard_size)
+    counts = {"done": work.done, "scored": 0, "relabelled": 0, "skipped": 0}
+    emit = emit_row or (lambda row, image: None)
+    for path, reason in work.unreadable:
+        writer.add(skipped_row(path, None, reason, FAILED, checkpoint))
+        counts["skipped"] += 1
+    for row in relabel_rows(output, checkpoint, work.relabel, threshold) if work.relabel else []:
+        writer.add(row)
+        emit(row, None)
+        counts["relabelled"] += 1
+    writer.flush()
+    progress = RunProgress(output, state, len(work.todo), writer.token)
+    started = time.monotonic()
+    for row, image in _rows(args, work.todo, state, threshold, checkpoint):
+        writer.add(row)
+        emit(row, image)
+        counts["scored" if row["status"] == SCORED else "skipped"] += 1
+        progress.advance()
+    writer.flush()
+    progress.close()
+    counts["seconds"] = time.monotonic() - started
+    return counts
+
+
+def _rows(args, todo: dict[str, str], state, threshold: float, checkpoint: str):
+    """(row, image or None) of every input of `todo`: through the cache with --cache-dir, else the pipeline."""
+    everyone = gather(list(todo), state)  # collective: every process takes part, whether it has work or not
+    if not any(everyone):
+        return
+    if args.cache_dir is not None:
+        from ..checkpoint import load_checkpoint
+        from .scoring import cached_rows
+
+        model, processor = load_checkpoint(args.model, args.revision)
+        options = dict(cache_dir=args.cache_dir, batch_size=args.batch_size, storage_dtype=args.feature_dtype,
+                       decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout)
+        all_paths = [path for share in everyone for path in share]
+        for row in cached_rows(model, processor, todo, all_paths, options, state, threshold, checkpoint):
+            yield row, None
+        return
+    if not todo:
+        return
+    from ..commands.detect import load_pipeline
+    from ..data.decode import ImageReader
+    from .prefetch import prefetched
+    from .scoring import pipeline_rows
+
+    device = args.device or (None if state.num_processes == 1 else str(state.device))
+    pipe = load_pipeline(args.model, device, args.revision)
+    with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout) as reader:
+        decoded = prefetched(reader.read(list(todo)), depth=2 * args.batch_size)
+        yield from pipeline_rows(pipe, decoded, todo, args.batch_size, threshold, checkpoint)
+
+
+def summarize(output: Path, counts: dict, state) -> dict | None:
+    """Every process's counts added up (on the main process, which also writes `_SUCCESS`); None elsewhere."""
+    everyone = gather(counts, state)
+    if not state.is_main_process:
+        return None
+    total = {name: sum(part[name] for part in everyone) for name in ("done", "scored", "relabelled", "skipped")}
+    total["seconds"] = max(part["seconds"] for part in everyone)
+    total["processes"] = state.num_processes
+    write_success(output, total)
+    return total
+
