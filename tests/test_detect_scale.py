@@ -171,7 +171,7 @@ def test_parquet_shards_load_with_datasets_and_the_cache_costs_only_the_head(che
     data = make_cnndetection(tmp_path / "cnn", generators=("gen",), per_class=3)
     assert main(["cache", "--model", str(checkpoint), "--data", str(data), "--cache-dir", str(tmp_path / "cache"),
                  "--features", "--feature-dtype", "float32", "--batch-size", "4"]) == 0
-    assert detect(data, "--model", checkpoint, "--output", tmp_path / "piped") == 0
+    assert detect(data, "--model", checkpoint, "--output", tmp_path / "piped", "--batch-size", "4") == 0  # as cached
     piped = rows_by_path(tmp_path / "piped")
     calls = NetworkCalls(monkeypatch, forbid=True)
     assert detect(data, "--model", checkpoint, "--output", tmp_path / "cached", "--cache-dir", tmp_path / "cache",
