@@ -27,7 +27,7 @@ DETECT_SCRIPT = textwrap.dedent(
     import sys
     from item_detector.processing_item import ItemProcessor
     ItemProcessor.caption = lambda self, images: ["a man riding a bike on the road"] * len(images)
-    import item_cli.commands.detect
+    import item_cli.results.scoring
     from item_cli.checkpoint import load_checkpoint
     from item_detector.pipeline_item import ItemImageClassificationPipeline
 
@@ -35,7 +35,7 @@ DETECT_SCRIPT = textwrap.dedent(
         network, processor = load_checkpoint(model)
         return ItemImageClassificationPipeline(model=network, processor=processor, device=device or "cpu")
 
-    item_cli.commands.detect.load_pipeline = local_pipeline
+    item_cli.results.scoring.load_pipeline = local_pipeline
     from item_cli.cli import main
     sys.exit(main(["detect", *sys.argv[1:]]))
     '''
@@ -55,9 +55,9 @@ def local_pipeline(model, device=None, revision=None):
 
 @pytest.fixture
 def calls(monkeypatch):
-    import item_cli.commands.detect as detect_module
+    import item_cli.results.scoring as scoring_module
 
-    monkeypatch.setattr(detect_module, "load_pipeline", local_pipeline)
+    monkeypatch.setattr(scoring_module, "load_pipeline", local_pipeline)
     return NetworkCalls(monkeypatch, caption=CAPTION)
 
 
@@ -137,9 +137,9 @@ def test_threshold_relabels_without_networks_a_changed_file_is_rescored_and_merg
     assert calls["caption"] == 5
 
     calls.reset()
-    import item_cli.commands.detect as detect_module
+    import item_cli.results.scoring as scoring_module
 
-    monkeypatch.setattr(detect_module, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded"))
+    monkeypatch.setattr(scoring_module, "load_pipeline", lambda *a, **k: pytest.fail("the pipeline was loaded"))
     assert detect(images, "--model", checkpoint, "--output", output, "--format", "jsonl", "--threshold", "0") == 0
     relabelled = rows_by_path(output)
     assert calls.total() == 0
@@ -148,7 +148,7 @@ def test_threshold_relabels_without_networks_a_changed_file_is_rescored_and_merg
             assert row["threshold"] == 0.0 and row["is_fake"] and row["label"] == "fake"
             assert row["fake_probability"] == first[path]["fake_probability"]
     monkeypatch.undo()
-    monkeypatch.setattr(detect_module, "load_pipeline", local_pipeline)
+    monkeypatch.setattr(scoring_module, "load_pipeline", local_pipeline)
     calls = NetworkCalls(monkeypatch, caption=CAPTION)
 
     write_images(images, 1, np.random.default_rng(99), start=int(paths[0].stem))  # changed in place

@@ -41,6 +41,9 @@ def build_parser(prog):
     parser.add_argument("--batch-memory", type=positive_int, nargs="+", default=None, metavar="N",
                         help="instead: peak memory of one scoring process per batch size N (real sizes, CPU, "
                              "first of --profiles; each in a fresh process)")
+    parser.add_argument("--decode-ahead", type=positive_int, default=None, metavar="N",
+                        help="instead: images/s of item detect's loop on N large JPEGs with and without decoding "
+                             "ahead (tiny networks)")
     parser.add_argument("--output", default="benchmark.json", help="where to write the JSON report")
     return parser
 
@@ -78,6 +81,11 @@ def run(args) -> int:
 
         report = batch_memory(tuple(args.batch_memory), (args.profiles or ["default"])[0], log=log)
         text = format_batch_memory(report)
+    elif args.decode_ahead:
+        from ..bench.decode_ahead import decode_ahead
+
+        report = decode_ahead(args.decode_ahead, log=log)
+        text = ", ".join(f"{name}: {value} images/s" for name, value in report["images_per_second"].items())
     elif args.ablation:
         from ..bench.training import ablation_grid
 

@@ -32,7 +32,7 @@ from ..data import FileFinder, Skipped, display_path
 from ..data.decode import ImageReader
 from ..results.prefetch import prefetched
 from ..results.rows import SCORED, as_result
-from ..results.scoring import detect  # noqa: F401 - the public home of detect() for other code
+from ..results.scoring import detect, load_pipeline  # noqa: F401 - also imported from here by other code
 from ..results.shards import FORMATS
 
 logger = logging.getLogger(__name__)
@@ -66,16 +66,6 @@ def build_parser(prog):
     parser.add_argument("--feature-dtype", choices=STORAGE_DTYPES, default="float16", help="storage dtype of cached features")
     add_decoding(parser)
     return parser
-
-
-def load_pipeline(model: str, device=None, revision=None):
-    """The checkpoint's own image-classification pipeline (remote code)."""
-    import torch
-    from transformers import pipeline
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return pipeline("image-classification", model=model, trust_remote_code=True, device=device, revision=revision)
 
 
 def overlay_name(path) -> str:
@@ -187,23 +177,23 @@ def run_output(args) -> int:
 
     state = process_state()
     paths, skipped = detect_inputs(args, state.process_index, state.num_processes)
-    for problem in skipped:
-        logger.warning("skipped %s: %s", display_path(problem.path), problem.reason)
     overlay = _overlay_folder(args)
 
     def emit_row(row, image):
         if overlay is not None and image is not None:
             write_overlay_row(overlay, image, row)
-        if args.json:
-            report(row["path"], Skipped(row["path"], row["error"]) if row["status"] != SCORED else as_result(row), True)
+        if row["status"] != SCORED:
+            report(row["path"], Skipped(row["path"], row["error"]), args.json)  # a warning line, or a JSON line
+        elif args.json:
+            report(row["path"], as_result(row), True)
 
-    counts = score_to_output(args, paths, state, emit_row)
+    counts = score_to_output(args, paths, state, emit_row, [(problem.path, problem.reason) for problem in skipped])
     total = summarize(Path(args.output), counts, state)
     if total is not None:
         rate = total["scored"] / total["seconds"] if total["seconds"] > 0 else 0.0
         status(f"{_images(total['scored'])} scored ({rate:.1f} images/s over {total['processes']} "
                f"process{'es' if total['processes'] > 1 else ''}), {total['relabelled']} relabelled, "
-               f"{total['done']} already done, {total['skipped'] + len(skipped)} skipped; results in {args.output}")
+               f"{total['done']} already done, {total['skipped']} skipped; results in {args.output}")
     return 0
 
 

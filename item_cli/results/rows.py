@@ -28,7 +28,7 @@ SCHEMA = pa.schema([
     ("caption", pa.string()), ("global_similarity", pa.float64()), ("objects", pa.list_(OBJECT)),
     ("unfound_nouns", pa.list_(pa.string())), ("checkpoint", pa.string()), ("written_at", pa.int64()),
 ])
-INDEX_COLUMNS = ("path", "content_sha256", "status", "threshold", "checkpoint", "written_at")
+INDEX_COLUMNS = ("path", "content_sha256", "status", "error", "threshold", "checkpoint", "written_at")
 
 
 def scored_row(path: str, key: str | None, result: dict, checkpoint: str) -> dict:

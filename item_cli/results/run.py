@@ -34,13 +34,23 @@ class Plan:
     done: int = 0
 
 
-def plan(paths: list[str], output: Path, checkpoint: str, threshold: float) -> Plan:
-    """Sort `paths` into done, to relabel, to score (see the module docstring)."""
+def plan(paths: list[str], output: Path, checkpoint: str, threshold: float, skipped=()) -> Plan:
+    """Sort `paths` into done, to relabel, to score (see the module docstring). `skipped`: (path, reason) of
+    entries that are not image files (a FIFO, a broken link); like files that cannot be read, each is recorded
+    once, and again only when its reason changes."""
     stored = answered(output, checkpoint)
     found = Plan()
-    for path, key in zip(paths, content_keys(paths)):
+    keys = content_keys(paths)
+    unanswerable = [*skipped, *((path, f"cannot be read ({key.strerror or key})") for path, key in zip(paths, keys)
+                                if isinstance(key, OSError))]
+    for path, reason in unanswerable:
+        row = stored.get(path)
+        if row is not None and row["content_sha256"] is None and row["error"] == reason:
+            found.done += 1
+        else:
+            found.unreadable.append((path, reason))
+    for path, key in zip(paths, keys):
         if isinstance(key, OSError):
-            found.unreadable.append((path, f"cannot be read ({key.strerror or key})"))
             continue
         row = stored.get(path)
         if row is None or not is_done(row["status"], row["content_sha256"], key):
@@ -59,19 +69,22 @@ def relabel_rows(output: Path, checkpoint: str, paths: list[str], threshold: flo
     return [relabelled(row, threshold) for row in table.to_pylist() if row["path"] in wanted]
 
 
-def score_to_output(args, paths: list[str], state, emit_row=None) -> dict:
+def score_to_output(args, paths: list[str], state, emit_row=None, skipped=()) -> dict:
     """Score this process's `paths` into `args.output`; returns this process's counts. `emit_row(row, image)`
-    is called for every new row (the --json lines and --overlay pictures)."""
+    is called for every new row (the --json lines and --overlay pictures); `skipped`: (path, reason) of the
+    entries that are not image files (recorded as rows too)."""
     output = Path(args.output)
     folder = checkpoint_folder(args.model, args.revision)
     checkpoint = checkpoint_identity(folder)
     threshold = default_threshold(folder) if args.threshold is None else args.threshold
-    work = plan(paths, output, checkpoint, threshold)
+    work = plan(paths, output, checkpoint, threshold, skipped)
     writer = ShardWriter(output, state.process_index, args.format, checkpoint, args.shard_size)
     counts = {"done": work.done, "scored": 0, "relabelled": 0, "skipped": 0}
     emit = emit_row or (lambda row, image: None)
     for path, reason in work.unreadable:
-        writer.add(skipped_row(path, None, reason, FAILED, checkpoint))
+        row = skipped_row(path, None, reason, FAILED, checkpoint)
+        writer.add(row)
+        emit(row, None)
         counts["skipped"] += 1
     for row in relabel_rows(output, checkpoint, work.relabel, threshold) if work.relabel else []:
         writer.add(row)
@@ -109,16 +122,15 @@ def _rows(args, todo: dict[str, str], state, threshold: float, checkpoint: str):
         return
     if not todo:
         return
-    from ..commands.detect import load_pipeline
     from ..data.decode import ImageReader
+    from . import scoring
     from .prefetch import prefetched
-    from .scoring import pipeline_rows
 
     device = args.device or (None if state.num_processes == 1 else str(state.device))
-    pipe = load_pipeline(args.model, device, args.revision)
+    pipe = scoring.load_pipeline(args.model, device, args.revision)
     with ImageReader(workers=args.decode_workers, timeout_s=args.decode_timeout) as reader:
         decoded = prefetched(reader.read(list(todo)), depth=2 * args.batch_size)
-        yield from pipeline_rows(pipe, decoded, todo, args.batch_size, threshold, checkpoint)
+        yield from scoring.pipeline_rows(pipe, decoded, todo, args.batch_size, threshold, checkpoint)
 
 
 def summarize(output: Path, counts: dict, state) -> dict | None:

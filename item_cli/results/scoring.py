@@ -48,6 +48,16 @@ def _score(pipe, batch, threshold):
             yield decoded.path, Skipped(decoded.path, f"scoring failed ({type(error).__name__}: {error})"), None
 
 
+def load_pipeline(model: str, device=None, revision=None):
+    """The checkpoint's own image-classification pipeline (remote code)."""
+    import torch
+    from transformers import pipeline
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return pipeline("image-classification", model=model, trust_remote_code=True, device=device, revision=revision)
+
+
 class _Keys:
     """Passes `Decoded`s through, remembering each one's content key and whether decoding failed."""
 
