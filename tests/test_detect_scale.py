@@ -83,7 +83,7 @@ def test_two_accelerate_processes_answer_every_input_once_and_match_one_process(
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(script), str(images), "--model", str(checkpoint), "--output", str(tmp_path / "two"), "--batch-size", "8",
+        str(script), str(images), "--model", str(checkpoint), "--output", str(tmp_path / "two"), "--batch-size", "20",
         "--shard-size", "50", "--decode-workers", "1",
     ]
     run = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
@@ -94,12 +94,15 @@ def test_two_accelerate_processes_answer_every_input_once_and_match_one_process(
     assert len(paths) == 200 and len(set(paths)) == 200  # every input exactly once
     ranks = {chunk.name.split("-")[1] for chunk in chunk_files(tmp_path / "two")}
     assert ranks == {"00000", "00001"}  # both processes took a share
-    assert detect(images, "--model", checkpoint, "--output", tmp_path / "one", "--batch-size", "8") == 0
+    assert all(row["status"] == "scored" for row in rows)
+    sample = sorted(paths)[::5]  # one process scores every 5th image (the cost of a test), from both shares
+    assert detect(*sample, "--model", checkpoint, "--output", tmp_path / "one", "--batch-size", "8") == 0
     single = rows_by_path(tmp_path / "one")
-    assert calls["caption"] == 200 and set(single) == set(paths)
+    assert calls["caption"] == 40 and set(single) == set(sample)
     for row in rows:
-        assert row["status"] == "scored" and row["content_sha256"] == single[row["path"]]["content_sha256"]
-        assert abs(row["fake_probability"] - single[row["path"]]["fake_probability"]) < 1e-5
+        if row["path"] in single:
+            assert row["content_sha256"] == single[row["path"]]["content_sha256"]
+            assert abs(row["fake_probability"] - single[row["path"]]["fake_probability"]) < 1e-5
 
 
 def test_a_killed_run_loses_only_its_unflushed_chunk_and_the_rerun_scores_only_the_rest(checkpoint, tmp_path, calls):
