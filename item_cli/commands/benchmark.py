@@ -85,7 +85,8 @@ def run(args) -> int:
         from ..bench.decode_ahead import decode_ahead
 
         report = decode_ahead(args.decode_ahead, log=log)
-        text = ", ".join(f"{name}: {value} images/s" for name, value in report["images_per_second"].items())
+        text = "\n".join(f"{kind}: " + ", ".join(f"{name} {value} images/s" for name, value in found["images_per_second"].items())
+                         for kind, found in report.items() if isinstance(found, dict))
     elif args.ablation:
         from ..bench.training import ablation_grid
 
