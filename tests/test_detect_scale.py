@@ -187,3 +187,16 @@ def test_parquet_shards_load_with_datasets_and_the_cache_costs_only_the_head(che
     table = datasets.load_dataset("parquet", data_files=str(tmp_path / "cached" / "part-*.parquet"), split="train")
     assert len(table) == 6 and set(table["path"]) == set(cached)
     assert table.features["fake_probability"].dtype == "float64" and table[0]["objects"][0]["noun"]
+
+
+def test_the_ray_batch_scorer_writes_the_same_rows(checkpoint, tmp_path, calls):
+    from item_cli.results.ray_batches import BatchScorer
+    from item_cli.results.rows import SCHEMA
+
+    paths = write_images(tmp_path / "images", 2, np.random.default_rng(3))
+    scorer = BatchScorer(str(checkpoint), device="cpu", threshold=0.0)
+    columns = scorer({"path": [str(p) for p in paths] + ["broken.png"],
+                      "bytes": [p.read_bytes() for p in paths] + [b"not an image"]})
+    assert list(columns) == SCHEMA.names and calls["caption"] == 2
+    assert columns["status"] == ["scored", "scored", "unreadable"] and columns["is_fake"][:2] == [True, True]
+    assert columns["checkpoint"][0].startswith("sha256:") and str(tmp_path) not in columns["checkpoint"][0]
