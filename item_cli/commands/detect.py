@@ -180,12 +180,14 @@ def run_output(args) -> int:
     overlay = _overlay_folder(args)
 
     def emit_row(row, image):
-        if overlay is not None and image is not None:
-            write_overlay_row(overlay, image, row)
         if row["status"] != SCORED:
             report(row["path"], Skipped(row["path"], row["error"]), args.json)  # a warning line, or a JSON line
-        elif args.json:
-            report(row["path"], as_result(row), True)
+            return
+        result = as_result(row)
+        if overlay is not None and image is not None:
+            result["overlay"] = write_overlay_row(overlay, image, result, row["path"])
+        if args.json:
+            report(row["path"], result, True)
 
     counts = score_to_output(args, paths, state, emit_row, [(problem.path, problem.reason) for problem in skipped])
     total = summarize(Path(args.output), counts, state)
@@ -194,6 +196,7 @@ def run_output(args) -> int:
         status(f"{_images(total['scored'])} scored ({rate:.1f} images/s over {total['processes']} "
                f"process{'es' if total['processes'] > 1 else ''}), {total['relabelled']} relabelled, "
                f"{total['done']} already done, {total['skipped']} skipped; results in {args.output}")
+        return 0 if total["scored"] + total["relabelled"] + total["done"] else 1
     return 0
 
 
@@ -201,10 +204,13 @@ def _images(count: int) -> str:
     return f"{count:,} image" + ("" if count == 1 else "s")
 
 
-def write_overlay_row(folder: Path, image, row: dict) -> None:
+def write_overlay_row(folder: Path, image, result: dict, path: str) -> str:
+    """The explanation picture of a result row (no pipeline at hand: the scoring may have run elsewhere)."""
     from item_detector.visualization_item import draw_explanation
 
-    draw_explanation(image, as_result(row), max_size=OVERLAY_MAX_SIZE).save(folder / overlay_name(row["path"]))
+    target = folder / overlay_name(path)
+    draw_explanation(image, result, max_size=OVERLAY_MAX_SIZE).save(target)
+    return str(target)
 
 
 def run_merge(args) -> int:

@@ -64,7 +64,8 @@ def relabelled(row: dict, threshold: float) -> dict:
 def as_result(row: dict) -> dict:
     """The `explain=True`-style result of a scored row (for `--json` and the text report)."""
     return {
-        "labels": [{"label": row["label"], "score": row["fake_probability"] if row["is_fake"] else 1 - row["fake_probability"]}],
+        "labels": sorted([{"label": "fake", "score": row["fake_probability"]}, {"label": "real", "score": 1 - row["fake_probability"]}],
+                         key=lambda item: -item["score"]),
         "fake_probability": row["fake_probability"], "is_fake": row["is_fake"], "threshold": row["threshold"],
         "caption": row["caption"], "global_similarity": row["global_similarity"],
         "objects": row["objects"], "unfound_nouns": row["unfound_nouns"],
