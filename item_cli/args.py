@@ -150,7 +150,10 @@ SHARED: dict[str, Option] = {
                          metavar="jpeg:Q"),
     # the frozen-work cache and the frozen networks
     "--cache-dir": Option("frozen-work cache folder (default: $ITEM_CACHE, else ~/.cache/item)", metavar="DIR"),
-    "--batch-size": Option("images per batch of the frozen networks (captioner, detector, backbone)", default=16,
+    # The default profile on a CPU peaks at 5.8 / 6.9 / 9.2 / 13.5 GiB with batches of 1 / 2 / 4 / 8 (`item
+    # benchmark --batch-memory`): 2 fits in 8 GiB. On a GPU pass more (32 on an H200: README "Performance").
+    "--batch-size": Option("images per batch of the frozen networks (captioner, detector, backbone); 2 fits in 8 GiB "
+                           "on a CPU with the default profile, on a GPU pass more, e.g. 32", default=2,
                            type=positive_int, metavar="N"),
     "--feature-dtype": Option("storage dtype of cached features", default="float16", choices=STORAGE_DTYPES),
     "--decode-workers": Option("processes that decode image files", default=2, type=positive_int, metavar="N"),

@@ -84,7 +84,7 @@ def test_help_shows_defaults_and_no_backticks(every_parser):
     for command, parser in every_parser.items():
         assert "`" not in parser.format_help(), command
     for command in ("detect", "evaluate", "ablate", "cache", "train"):
-        assert "(default: 16)" in every_parser[command].format_help()  # --batch-size, the frozen networks' batch
+        assert "(default: 2)" in every_parser[command].format_help()  # --batch-size, the frozen networks' batch
     assert "--head-batch-size N   images per batch of the head's training (default: 256)" in \
         every_parser["ablate"].format_help()
 

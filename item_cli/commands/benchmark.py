@@ -2,7 +2,7 @@
 
 Times ITEM on the real architectures with random weights (CLIP ViT-L/14, BLIP-large or -base, Grounding DINO
 tiny): each stage alone, the whole pipeline and a UniversalFakeDetect-style one-pass baseline, per profile and
-batch size, in one process. `--levers` adds each speed lever alone and how closely each faster variant
+batch size, in one process. `--batch-memory 1 2 4 8` the peak memory per batch size. `--levers` adds each speed lever alone and how closely each faster variant
 reproduces the default. `--backbones` times each backbone family instead; `--head-training` one epoch of head
 training on 10,000 cached images; `--ablation` item ablate's 12-variant grid on 1,000 cached images. Prints
 Markdown and writes the full report as JSON.
@@ -41,6 +41,12 @@ def build_parser(prog):
     parser.add_argument("--cache-reuse", type=positive_int, default=None, metavar="N",
                         help="instead: frozen-network calls when a cached folder of N images grows, is relabelled, "
                              "copied or changed in place (tiny networks), and the content-key hashing speed")
+    parser.add_argument("--batch-memory", type=positive_int, nargs="+", default=None, metavar="N",
+                        help="instead: peak memory of one scoring process per batch size N (real sizes, CPU, "
+                             "first of --profiles; each in a fresh process)")
+    parser.add_argument("--decode-ahead", type=positive_int, default=None, metavar="N",
+                        help="instead: images/s of item detect's loop on N large JPEGs with and without decoding "
+                             "ahead (tiny networks)")
     parser.add_argument("--output", default="benchmark.json", metavar="FILE", help="where to write the JSON report")
     return parser
 
@@ -54,7 +60,7 @@ def default_device() -> str:
 def run(args) -> int:
     from ..bench.run import BenchmarkSettings, format_report, run_benchmark, write_report
 
-    log = status
+    log = status  # progress lines on stderr
     if args.backbones is not None:
         from ..bench.backbones import FAMILIES, format_backbone_table, measure_backbones
 
@@ -80,16 +86,23 @@ def run(args) -> int:
         from ..bench.cache_reuse import cache_reuse, hashing_throughput
 
         report = {**cache_reuse(args.cache_reuse, log=log), "hashing": hashing_throughput()}
-        text = "\n".join(["| scenario | rows | images seen by captioner / detector / backbone |", "|---|---|---|"] + [
-            f"| {name} | {s['rows']} | {s['images_seen']['captioner']} / {s['images_seen']['detector']} / "
-            f"{s['images_seen']['backbone']} |" for name, s in report["scenarios"].items()]
-            + [f"\ncontent keys (sha256): {report['hashing']['mb_per_second']:.0f} MB/s"])
+        text = _cache_reuse_table(report)
+    elif args.batch_memory:
+        from ..bench.batch_memory import batch_memory, format_batch_memory
+
+        report = batch_memory(tuple(args.batch_memory), (args.profiles or ["default"])[0], log=log)
+        text = format_batch_memory(report)
+    elif args.decode_ahead:
+        from ..bench.decode_ahead import decode_ahead
+
+        report = decode_ahead(args.decode_ahead, log=log)
+        text = "\n".join(f"{kind}: " + ", ".join(f"{name} {value} images/s" for name, value in found["images_per_second"].items())
+                         for kind, found in report.items() if isinstance(found, dict))
     elif args.ablation:
         from ..bench.training import ablation_grid
 
         report = ablation_grid(repeats=args.repeats or 3)
-        text = (f"{report['variants']} head variants on {report['images']:,} cached images (+{report['val_images']} "
-                f"validation): {report['seconds']:.2f} s")
+        text = f"{report['variants']} head variants on {report['images']:,} cached images: {report['seconds']:.2f} s"
     else:
         overrides = {"device": args.device or default_device(), "dtype": args.dtype, "warmup": not args.no_warmup,
                      "levers": args.levers, "size": "tiny" if args.tiny else "real"}
@@ -104,3 +117,10 @@ def run(args) -> int:
     emit(text)
     status(f"wrote {args.output}")
     return 0
+
+
+def _cache_reuse_table(report: dict) -> str:
+    rows = [f"| {name} | {s['rows']} | {s['images_seen']['captioner']} / {s['images_seen']['detector']} / "
+            f"{s['images_seen']['backbone']} |" for name, s in report["scenarios"].items()]
+    return "\n".join(["| scenario | rows | images seen by captioner / detector / backbone |", "|---|---|---|", *rows,
+                      f"\ncontent keys (sha256): {report['hashing']['mb_per_second']:.0f} MB/s"])

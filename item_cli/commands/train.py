@@ -42,7 +42,7 @@ class ItemTrainArguments:
                            "decision threshold on the validation set: balanced accuracy or a target FPR"})
     target_fpr: float | None = field(default=None, metadata=shared_field("--target-fpr"))
     cache_dir: str | None = field(default=None, metadata=shared_field("--cache-dir"))
-    batch_size: int = field(default=16, metadata=shared_field("--batch-size"))
+    batch_size: int = field(default=SHARED["--batch-size"].default, metadata=shared_field("--batch-size"))
     feature_dtype: str = field(default="float16", metadata=shared_field("--feature-dtype"))
     decode_workers: int = field(default=2, metadata=shared_field("--decode-workers"))
     decode_timeout: float = field(default=SHARED["--decode-timeout"].default,

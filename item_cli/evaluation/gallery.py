@@ -72,21 +72,17 @@ def picture_name(path: str) -> str:
 def draw_gallery(model, rows, mistakes: list[Mistake], output: Path, perturbation=None, threshold: float | None = None) -> None:
     """Draw each mistake's explanation picture into `output`/gallery/ (one file per distinct image path), setting
     `file` (or `error`) on every mistake. `rows` are the evaluation's `FrozenRows`: only the head runs."""
-    import torch
     from item_detector.images_item import load_image
-    from item_detector.pipeline_item import explanation
     from item_detector.visualization_item import draw_explanation
+
+    from ..results.scoring import head_explanations
 
     if not mistakes:
         return
     folder = output / GALLERY_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     unique = list({m.path: m for m in mistakes}.values())  # the same image in two sets is drawn once
-    arrays = rows.features.take([m.row for m in unique])
-    device = next(model.head.parameters()).device  # the evaluation may have left the model on its accelerator
-    with torch.no_grad():
-        out = model(**{name: torch.from_numpy(value).to(device) for name, value in arrays.items()})
-    probabilities, similarities, object_mask = out.logits.float().softmax(-1).cpu(), out.similarities.cpu(), out.object_mask.cpu()
+    results = head_explanations(model, rows, [m.row for m in unique], threshold)
     drawn = {}
     for i, mistake in enumerate(unique):
         row = rows.records[mistake.row].row  # a data-set row: its stored bytes (`item_cli.data.sources`)
@@ -97,8 +93,7 @@ def draw_gallery(model, rows, mistakes: list[Mistake], output: Path, perturbatio
             drawn[mistake.path] = (None, str(error))
             continue
         image = image if perturbation is None else perturbation(image)
-        result = explanation(probabilities[i], similarities[i], object_mask[i], rows.annotations[mistake.row],
-                             model.config, threshold)
+        result = results[i]
         name = picture_name(mistake.path)
         draw_explanation(image, result, max_size=PICTURE_SIZE).save(folder / name, format="PNG")
         drawn[mistake.path] = (name, None)
