@@ -2,6 +2,7 @@
 number of processes, resumable after a kill, incremental (a changed file is scored again, a new threshold
 re-decides stored rows without any network), mergeable, and readable with `datasets`."""
 
+import json
 import os
 import signal
 import socket
@@ -236,6 +237,8 @@ def test_data_set_rows_are_scored_into_shards_once_and_a_rerun_runs_no_network(c
                             "shard-0000.tar#a", "shard-0000.tar#b"]
     assert rows["rows.parquet#3"]["status"] == "unreadable" and rows["rows.parquet#0"]["status"] == "scored"
     assert rows["rows.parquet#0"]["content_sha256"] is not None
+    scored = rows["rows.parquet#0"]
+    assert scored["verdict"] == scored["label"] and "metadata" in json.loads(scored["provenance"])  # beside the verdict
     calls.reset()
     assert detect(*arguments) == 0
     assert calls.total() == 0 and len(read_rows(output).to_pylist()) == 6  # all done: nothing scored or written again

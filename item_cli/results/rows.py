@@ -5,8 +5,11 @@
     status            "scored"; "unreadable" (not an image this reader takes: the same bytes will never be);
                       "failed" (the networks failed on it, e.g. out of memory: tried again on the next run)
     error             the skipped reason (None when scored)
-    label, fake_probability, is_fake, threshold, caption, global_similarity, objects, unfound_nouns
-                      the pipeline's `explain=True` result (None / empty when skipped)
+    label, fake_probability, is_fake, threshold, caption, global_similarity, objects, unfound_nouns, verdict,
+    unsure_band, decided_by
+                      the pipeline's `explain=True` result (None / empty when skipped); `verdict` is "unsure"
+                      inside the checkpoint's abstention band, `decided_by` names a provenance policy that decided
+    provenance        the file's provenance record (`provenance_item`) as JSON text, beside the verdict
     checkpoint        the checkpoint's identity (`identity.checkpoint_identity`: content, never a machine path)
     written_at        nanoseconds since the epoch when the row was written: the newer row of a path wins
 
@@ -15,6 +18,7 @@ A row is "done" for a later run when its checkpoint and content_sha256 match and
 
 from __future__ import annotations
 
+import json
 import time
 
 import pyarrow as pa
@@ -26,7 +30,8 @@ SCHEMA = pa.schema([
     ("path", pa.string()), ("content_sha256", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("label", pa.string()), ("fake_probability", pa.float64()), ("is_fake", pa.bool_()), ("threshold", pa.float64()),
     ("caption", pa.string()), ("global_similarity", pa.float64()), ("objects", pa.list_(OBJECT)),
-    ("unfound_nouns", pa.list_(pa.string())), ("checkpoint", pa.string()), ("written_at", pa.int64()),
+    ("unfound_nouns", pa.list_(pa.string())), ("verdict", pa.string()), ("unsure_band", pa.list_(pa.float64())),
+    ("decided_by", pa.string()), ("provenance", pa.string()), ("checkpoint", pa.string()), ("written_at", pa.int64()),
 ])
 INDEX_COLUMNS = ("path", "content_sha256", "status", "error", "threshold", "checkpoint", "written_at")
 
@@ -41,7 +46,12 @@ def scored_row(path: str, key: str | None, result: dict, checkpoint: str) -> dic
         "objects": [{"noun": o["noun"], "box": [float(v) for v in o["box"]],
                      "box_score": None if o["box_score"] is None else float(o["box_score"]),
                      "similarity": float(o["similarity"])} for o in result["objects"]],
-        "unfound_nouns": list(result["unfound_nouns"]), "checkpoint": checkpoint, "written_at": time.time_ns(),
+        "unfound_nouns": list(result["unfound_nouns"]),
+        "verdict": result.get("verdict") or ("fake" if result["is_fake"] else "real"),
+        "unsure_band": None if result.get("unsure_band") is None else [float(v) for v in result["unsure_band"]],
+        "decided_by": result.get("decided_by"),
+        "provenance": None if result.get("provenance") is None else json.dumps(result["provenance"], sort_keys=True),
+        "checkpoint": checkpoint, "written_at": time.time_ns(),
     }
 
 
@@ -50,14 +60,21 @@ def skipped_row(path: str, key: str | None, reason: str, status: str, checkpoint
     return {
         "path": path, "content_sha256": key, "status": status, "error": reason, "label": None,
         "fake_probability": None, "is_fake": None, "threshold": None, "caption": None, "global_similarity": None,
-        "objects": [], "unfound_nouns": [], "checkpoint": checkpoint, "written_at": time.time_ns(),
+        "objects": [], "unfound_nouns": [], "verdict": None, "unsure_band": None, "decided_by": None, "provenance": None,
+        "checkpoint": checkpoint, "written_at": time.time_ns(),
     }
 
 
 def relabelled(row: dict, threshold: float) -> dict:
-    """A scored row decided again at `threshold` from its stored fake probability (no network runs)."""
-    is_fake = row["fake_probability"] >= threshold
-    return {**row, "threshold": float(threshold), "is_fake": is_fake, "label": "fake" if is_fake else "real",
+    """A scored row decided again at `threshold` from its stored fake probability (no network runs); inside its
+    unsure band the verdict stays "unsure", and a verdict a provenance policy decided stays as it was."""
+    if row.get("decided_by"):
+        return {**row, "written_at": time.time_ns()}
+    probability, band = row["fake_probability"], row.get("unsure_band")
+    is_fake = probability >= threshold
+    label = "fake" if is_fake else "real"
+    verdict = "unsure" if band and band[0] <= probability < band[1] else label
+    return {**row, "threshold": float(threshold), "is_fake": is_fake, "label": label, "verdict": verdict,
             "written_at": time.time_ns()}
 
 
@@ -68,7 +85,9 @@ def as_result(row: dict) -> dict:
                          key=lambda item: -item["score"]),
         "fake_probability": row["fake_probability"], "is_fake": row["is_fake"], "threshold": row["threshold"],
         "caption": row["caption"], "global_similarity": row["global_similarity"],
-        "objects": row["objects"], "unfound_nouns": row["unfound_nouns"],
+        "objects": row["objects"], "unfound_nouns": row["unfound_nouns"], "verdict": row.get("verdict"),
+        "unsure_band": row.get("unsure_band"), "decided_by": row.get("decided_by"),
+        "provenance": None if row.get("provenance") is None else json.loads(row["provenance"]),
     }
 
 
