@@ -19,6 +19,8 @@ import os
 import re
 from pathlib import Path
 
+from .hashing import file_sha256
+
 # What the Hub accepts as a model id: NAME or ORG/NAME, letters, digits, '-', '_', '.', at most 96 characters, no
 # '--' or '..', not starting or ending with '-' or '.'.
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?"
@@ -63,16 +65,9 @@ def public_name(name_or_path) -> str:
 
 def weights_sha256(folder: str | os.PathLike) -> dict[str, str]:
     """sha256 of every weight file directly in `folder`, by file name."""
-    return {file.name: _file_sha256(file) for file in sorted(Path(folder).iterdir())
+    return {file.name: file_sha256(file) for file in sorted(Path(folder).iterdir())
             if file.is_file() and file.suffix in WEIGHT_SUFFIXES}
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hub_revision(repo_id: str, revision: str | None = None) -> str | None:

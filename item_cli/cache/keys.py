@@ -33,6 +33,7 @@ import item_detector.modeling_item
 import item_detector.processing_item
 from item_detector.processing_item import SPACY_FALLBACKS, bundled_subfolder
 
+from ..hashing import file_sha256  # noqa: F401 - also imported from here
 from ..public_names import component_text, public_name
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ STORE_VERSION = 2  # the on-disk layout of `item_cli.cache.store`
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 # Config entries that say where a config was loaded from or written by, not what the network is.
 _VOLATILE_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "architectures", "dtype", "torch_dtype"}
-_BLOCK = 1 << 20
 
 
 def stage_key(fingerprint: dict) -> str:
@@ -51,13 +51,6 @@ def stage_key(fingerprint: dict) -> str:
     keyed = {name: value for name, value in fingerprint.items() if name != "made_by"}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_keys(paths: list, threads: int = 8, description: str = "Hashing images") -> list[str | OSError]:

@@ -26,6 +26,8 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+from ..hashing import file_sha256
+
 RUN_FILE = "run.json"
 MEMBERS_FILE = "run-sets.json"
 RUN_FORMAT = 1
@@ -41,20 +43,13 @@ def set_fingerprint(keys, labels) -> dict:
     return {"sha256": digest, "images": len(pairs), "real": len(pairs) - fake, "fake": fake}
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def checkpoint_identity(model_name_or_path: str, revision: str | None, model=None) -> dict:
     """The checkpoint without any path of this machine: the sha256 of every weight file (by its name inside the
     checkpoint) of a local folder, or the Hub id, revision and commit (and the weights' sha256 when cached)."""
     location = Path(str(model_name_or_path)).expanduser()
     if location.is_dir():
-        weights = {path.relative_to(location).as_posix(): _file_sha256(path)
+        weights = {path.relative_to(location).as_posix(): file_sha256(path)
                    for path in sorted(location.rglob("*.safetensors"))}
         return {"source": "local", "weights_sha256": weights}
     identity = {"source": "hub", "hub_id": str(model_name_or_path), "revision": revision or "main",
@@ -64,7 +59,7 @@ def checkpoint_identity(model_name_or_path: str, revision: str | None, model=Non
 
         cached = try_to_load_from_cache(str(model_name_or_path), "model.safetensors", revision=revision)
         if isinstance(cached, str):
-            identity["weights_sha256"] = {"model.safetensors": _file_sha256(Path(cached))}
+            identity["weights_sha256"] = {"model.safetensors": file_sha256(Path(cached))}
     except (ImportError, ValueError, OSError):  # an id the cache cannot look up: the id and revision still say it
         pass
     return identity
