@@ -14,7 +14,6 @@ Checkpoints written before this record carried plain strings (a Hub id or a path
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
