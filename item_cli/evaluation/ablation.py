@@ -29,6 +29,7 @@ import numpy as np
 from item_detector.configuration_item import DISTANCE_TYPES, FUSION_TYPES, ItemConfig
 
 from ..cache import FrozenRows
+from ..public_names import public_name
 from .metrics import detection_metrics
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] |
         require_labels(val_records, "the ablation's validation")
         val_rows = frozen_rows(val_records, processor, model, perturbation=equalize, state=state, **cache)
         skipped += val_skipped + val_rows.skipped
-        train_rows, val_source = rows, str(val_data)
+        train_rows, val_source = rows, public_name(val_data)
     else:
         train_index, val_index = split_train_val(rows.records, val_fraction, seed=0)
         train_rows, val_rows = rows.select(train_index), rows.select(val_index)
@@ -253,7 +254,7 @@ def ablate(model_dir, data, output=None, val_data=None, *, grid: list[Variant] |
     runs = run_ablation(model, train_rows, val_rows, grid, seeds, schedule, threads=threads)
     config = model.config
     results = {
-        "model": str(model_dir), "data": str(data), "validation": val_source, "train_images": len(train_rows),
+        "model": public_name(model_dir), "data": public_name(data), "validation": val_source, "train_images": len(train_rows),
         "val_images": len(val_rows), "equalize": None if equalize is None else equalize.name, "seeds": seeds,
         "threads": threads, "schedule": dataclasses.asdict(schedule),
         "checkpoint_variant": Variant(config.distance_type, config.fusion, config.head_hidden_size).name,
