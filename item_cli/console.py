@@ -96,7 +96,7 @@ class Progress:
     line every `interval_s` seconds -- done / total, images per second, time left -- so that a log shows the run
     is alive. `ITEM_PROGRESS_INTERVAL` (seconds, default 30) sets the interval of the plain lines."""
 
-    def __init__(self, total: int, description: str, unit: str = "image", interval_s: float | None = None):
+    def __init__(self, total: int | None, description: str, unit: str = "image", interval_s: float | None = None):
         self.total, self.description, self.unit, self.done = total, description, unit, 0
         self.interval_s = float(os.environ.get("ITEM_PROGRESS_INTERVAL", 30)) if interval_s is None else interval_s
         self.bar = None
@@ -119,11 +119,14 @@ class Progress:
     def line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
         rate = self.done / elapsed
-        text = f"{self.description}: {self.done:,} / {plural(self.total, self.unit)}"
+        if self.total is None:  # a stream: how many there are is known only at its end
+            text = f"{self.description}: {plural(self.done, self.unit)} so far"
+        else:
+            text = f"{self.description}: {self.done:,} / {plural(self.total, self.unit)}"
         if self.total:
             text += f" ({self.done / self.total:.0%})"
         text += f", {rate:.3g} {self.unit}s/s"
-        if rate > 0 and self.total > self.done:
+        if rate > 0 and self.total is not None and self.total > self.done:
             text += f", about {_duration((self.total - self.done) / rate)} left"
         return text
 

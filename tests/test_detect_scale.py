@@ -203,9 +203,11 @@ def test_the_ray_batch_scorer_writes_the_same_rows(checkpoint, tmp_path, calls):
     assert columns["checkpoint"][0].startswith("sha256:") and str(tmp_path) not in columns["checkpoint"][0]
 
 
-def test_data_set_rows_are_scored_into_shards_once_and_a_rerun_runs_no_network(checkpoint, tmp_path, calls):
-    """Parquet rows and WebDataset samples through `item detect --data ... --output`: each row answered once under
-    its identity (file name and row), a broken row recorded as unreadable, and a rerun finds them all done."""
+def test_data_set_rows_are_scored_into_shards_once_and_a_rerun_runs_no_network(checkpoint, tmp_path, calls, monkeypatch,
+                                                                             capsys):
+    """Parquet rows and WebDataset samples streamed through `item detect --data ... --output`: each row answered
+    once under its identity (file name and row), a broken row recorded as unreadable, and a rerun finds them all
+    done, streamed or listed (with --cache-dir)."""
     import io
     import tarfile
 
@@ -228,6 +230,14 @@ def test_data_set_rows_are_scored_into_shards_once_and_a_rerun_runs_no_network(c
             info = tarfile.TarInfo(f"{key}.png")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+    import item_cli.data
+
+    listed = item_cli.data.load_records
+
+    def no_listing(source, *args, **kwargs):  # data sets are streamed, never listed (flat memory on any size)
+        raise AssertionError(f"{source} was listed instead of streamed")
+
+    monkeypatch.setattr(item_cli.data, "load_records", no_listing)
     output = tmp_path / "out"
     arguments = ["--data", tmp_path / "rows.parquet", "--data", tmp_path / "shard-0000.tar", "--model", checkpoint,
                  "--output", output, "--batch-size", "2"]
@@ -242,3 +252,12 @@ def test_data_set_rows_are_scored_into_shards_once_and_a_rerun_runs_no_network(c
     calls.reset()
     assert detect(*arguments) == 0
     assert calls.total() == 0 and len(read_rows(output).to_pylist()) == 6  # all done: nothing scored or written again
+    capsys.readouterr()
+    assert detect("--data", tmp_path / "rows.parquet", "--model", checkpoint, "--json") == 0  # streamed to stdout too
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(line["path"] for line in lines) == [f"rows.parquet#{i}" for i in range(4)]
+    assert [line["path"] for line in lines if "error" in line] == ["rows.parquet#3"]
+    monkeypatch.setattr(item_cli.data, "load_records", listed)
+    calls.reset()
+    assert detect(*arguments, "--cache-dir", tmp_path / "cache") == 0  # with the cache, data sets are listed
+    assert calls.total() == 0  # ... and still nothing is scored again

@@ -19,6 +19,7 @@ one file.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections import Counter
@@ -67,25 +68,36 @@ def build_parser(prog):
     return parser
 
 
-def detect_inputs(args) -> tuple[list, list[Skipped]]:
-    """Every input in a deterministic order (file paths, then each `--data` source's records: a data-set row's
-    bytes are fetched when it is decoded), and the entries that are not images. The one place inputs are
-    enumerated; process `rank` of `world` takes `inputs[rank::world]`."""
-    from ..data import load_records
+def detect_inputs(args, stream: bool = False) -> tuple[list, list[Skipped], list[str]]:
+    """(every listed input in a deterministic order: file paths, then the records of `--data` folders, manifests
+    and, unless `stream`, data sets; the entries that are not images; with `stream`, the `--data` data sets to
+    stream instead). The one place inputs are enumerated; process `rank` of `world` takes `inputs[rank::world]`."""
+    from ..data import load_records, source_kind
     from ..protocols import parse_data_arguments
 
-    inputs, skipped = [], []
+    inputs, skipped, streamed = [], [], []
     for path, problem in FileFinder().find(args.inputs):
         if problem is None:
             inputs.append(str(path))
         else:
             skipped.append(problem)
     for _, source in parse_data_arguments(args.data or []):
+        if stream and source_kind(source) is not None:
+            streamed.append(source)
+            continue
         records, dropped = load_records(source, layout=args.layout, split=args.split, generator=args.generator,
                                         options=source_options(args))
         inputs += records
         skipped += dropped
-    return inputs, skipped
+    return inputs, skipped, streamed
+
+
+def streamed_records(args, sources: list[str], rank: int = 0, world: int = 1):
+    """This process's rows of the data sets `sources`, streamed (`Record`s and `Skipped`s, in order)."""
+    from ..data import iter_source_records
+
+    for source in sources:
+        yield from iter_source_records(source, source_options(args), rank, world, generator=args.generator)
 
 
 def run(args) -> int:
@@ -104,19 +116,29 @@ def run(args) -> int:
         return run_output(args)
     if args.cache_dir is not None:
         raise ValueError("--cache-dir applies with --output DIR (result shards); add --output, or leave out --cache-dir.")
-    inputs, skipped = detect_inputs(args)
+    inputs, skipped, streamed = detect_inputs(args, stream=True)
     counts = Counter(skipped=len(skipped))
     for problem in skipped:
         report(problem.path, problem, args.json)
-    if not inputs:
+    if not inputs and not streamed:
         logger.error("no image files found in the given paths (%s skipped)", plural(counts["skipped"], "entry", "entries"))
         return 1
+
+    def readable(items):  # a streamed row that cannot be had is answered at once; the others go to the decoders
+        for item in items:
+            if isinstance(item, Skipped):
+                counts["skipped"] += 1
+                report(item.path, item, args.json)
+            else:
+                yield item
+
     pipe = load_pipeline(args.model, args.device, args.revision)
     overlay = _overlay_folder(args)
     reading = dict(workers=args.decode_workers, timeout_s=args.decode_timeout, max_pixels=args.max_image_pixels,
                    provenance=args.provenance_policy != "off", trust_anchors=args.c2pa_trust_anchors)
-    with Progress(len(inputs), "Scoring") as progress, ImageReader(**reading) as reader:
-        decoded = prefetched(reader.read(inputs), depth=2 * args.batch_size)  # decoded ahead while a batch runs
+    everything = itertools.chain(inputs, readable(streamed_records(args, streamed)))
+    with Progress(None if streamed else len(inputs), "Scoring") as progress, ImageReader(**reading) as reader:
+        decoded = prefetched(reader.read(everything), depth=2 * args.batch_size)  # decoded ahead while a batch runs
         for path, outcome, image in detect(pipe, decoded, args.batch_size, args.threshold, args.provenance_policy):
             counts["skipped" if isinstance(outcome, Skipped) else "scored"] += 1
             if overlay is not None and image is not None:
@@ -144,7 +166,7 @@ def run_output(args) -> int:
     from ..results.run import identity, score_to_output, summarize
 
     state = process_state()
-    inputs, skipped = detect_inputs(args)
+    inputs, skipped, streamed = detect_inputs(args, stream=args.cache_dir is None)  # the cache needs every row listed
     mine = inputs[state.process_index::state.num_processes]
     skipped = skipped if state.is_main_process else []  # the entries that are not images: recorded once
     overlay = _overlay_folder(args)
@@ -162,6 +184,12 @@ def run_output(args) -> int:
     everything = {identity(item): item for item in inputs}
     counts = score_to_output(args, mine, state, emit_row, [(problem.path, problem.reason) for problem in skipped],
                              everything)
+    if streamed:  # data sets too large to list: each process streams its own rows, a chunk at a time
+        from ..results.stream import stream_to_output
+
+        rows = streamed_records(args, streamed, state.process_index, state.num_processes)
+        more = stream_to_output(args, rows, state, emit_row)
+        counts = {name: counts[name] + more[name] for name in counts}
     total = summarize(Path(args.output), counts, state)
     if state.num_processes > 1:  # every process leaves together: a peer's closed connection must not abort gloo
         state.wait_for_everyone()

@@ -39,11 +39,12 @@ def identity(item) -> str:
     return item if isinstance(item, str) else str(getattr(item, "path", item))
 
 
-def plan(inputs: list, output: Path, checkpoint: str, threshold: float, skipped=()) -> Plan:
+def plan(inputs: list, output: Path, checkpoint: str, threshold: float, skipped=(), stored: dict | None = None) -> Plan:
     """Sort `inputs` (file paths, or `Record`s of files and data-set rows) into done, to relabel, to score (see
     the module docstring). `skipped`: (path, reason) of entries that are not image files (a FIFO, a broken link);
-    like inputs that cannot be read, each is recorded once, and again only when its reason changes."""
-    stored = answered(output, checkpoint)
+    like inputs that cannot be read, each is recorded once, and again only when its reason changes. `stored`: the
+    output's rows of this checkpoint (`answered`), when the caller read them already."""
+    stored = answered(output, checkpoint) if stored is None else stored
     found = Plan()
     paths = [identity(item) for item in inputs]
     keys = content_keys(inputs)  # a file's bytes, or a data-set row's stored bytes
@@ -87,18 +88,9 @@ def score_to_output(args, inputs: list, state, emit_row=None, skipped=(), everyt
     work = plan(inputs, output, checkpoint, threshold, skipped)
     everything = everything if everything is not None else {identity(item): item for item in inputs}
     writer = ShardWriter(output, state.process_index, args.format, checkpoint, args.shard_size)
-    counts = {"done": work.done, "scored": 0, "relabelled": 0, "skipped": 0}
+    counts = {"done": 0, "scored": 0, "relabelled": 0, "skipped": 0}
     emit = emit_row or (lambda row, image: None)
-    for path, reason in work.unreadable:
-        row = skipped_row(path, None, reason, FAILED, checkpoint)
-        writer.add(row)
-        emit(row, None)
-        counts["skipped"] += 1
-    for row in relabel_rows(output, checkpoint, work.relabel, threshold) if work.relabel else []:
-        writer.add(row)
-        emit(row, None)
-        counts["relabelled"] += 1
-    writer.flush()
+    write_known(writer, work, output, checkpoint, threshold, emit, counts)
     progress = RunProgress(output, state, len(work.todo), writer.token)
     started = time.monotonic()
     for row, image in _rows(args, work.todo, state, threshold, checkpoint, everything):
@@ -110,6 +102,23 @@ def score_to_output(args, inputs: list, state, emit_row=None, skipped=(), everyt
     progress.close()
     counts["seconds"] = time.monotonic() - started
     return counts
+
+
+def write_known(writer: ShardWriter, work: Plan, output: Path, checkpoint: str, threshold: float, emit,
+                counts: dict) -> None:
+    """Write what needs no network: rows of inputs that cannot be read, and rows decided again at a new threshold;
+    count what was done already."""
+    counts["done"] += work.done
+    for path, reason in work.unreadable:
+        row = skipped_row(path, None, reason, FAILED, checkpoint)
+        writer.add(row)
+        emit(row, None)
+        counts["skipped"] += 1
+    for row in relabel_rows(output, checkpoint, work.relabel, threshold) if work.relabel else []:
+        writer.add(row)
+        emit(row, None)
+        counts["relabelled"] += 1
+    writer.flush()
 
 
 def _rows(args, todo: dict[str, str], state, threshold: float, checkpoint: str, everything: dict):
@@ -132,12 +141,23 @@ def _rows(args, todo: dict[str, str], state, threshold: float, checkpoint: str, 
         return
     if not todo:
         return
+    yield from pipeline_rows(args, load_pipeline_for(args, state), todo, everything, threshold, checkpoint)
+
+
+def load_pipeline_for(args, state):
+    """The checkpoint's pipeline on this process's device (`--device`, else accelerate's under a launcher)."""
+    from . import scoring
+
+    device = args.device or (None if state.num_processes == 1 else str(state.device))
+    return scoring.load_pipeline(args.model, device, args.revision)
+
+
+def pipeline_rows(args, pipe, todo: dict[str, str], everything: dict, threshold: float, checkpoint: str):
+    """(row, image or None) of every input of `todo`, decoded (ahead) in worker processes and scored by `pipe`."""
     from ..data.decode import ImageReader
     from . import scoring
     from .prefetch import prefetched
 
-    device = args.device or (None if state.num_processes == 1 else str(state.device))
-    pipe = scoring.load_pipeline(args.model, device, args.revision)
     reading = dict(workers=args.decode_workers, timeout_s=args.decode_timeout, max_pixels=args.max_image_pixels,
                    provenance=args.provenance_policy != "off", trust_anchors=args.c2pa_trust_anchors)
     with ImageReader(**reading) as reader:
