@@ -144,12 +144,12 @@ class ItemImageClassificationPipeline(Pipeline):
                 [image for _, image in images], captions=None if captions is None else image_captions
             )
             outputs = self.forward(model_inputs, **forward_params)
-            for row, (index, _) in enumerate(images):
+            inputs = dict(batch)
+            for row, (index, image) in enumerate(images):
                 one = {name: value[row : row + 1] for name, value in outputs.items()}
                 results[index] = self.postprocess(one, **postprocess_params)
                 if provenance[0]:
-                    item, image = dict(batch)[index], dict(images)[index]
-                    found = read_provenance(item, pixels=image)  # a file's own bytes, or only its pixels
+                    found = read_provenance(inputs[index], pixels=image)  # a file's own bytes, or only its pixels
                     results[index] = apply_policy(results[index], found.to_dict(), provenance[1])
         for index, _ in batch:
             yield results[index]

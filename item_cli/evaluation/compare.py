@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..hashing import file_sha256
+from ..public_names import hub_revision
 
 RUN_FILE = "run.json"
 MEMBERS_FILE = "run-sets.json"
@@ -44,7 +45,7 @@ def set_fingerprint(keys, labels) -> dict:
 
 
 
-def checkpoint_identity(model_name_or_path: str, revision: str | None, model=None) -> dict:
+def checkpoint_identity(model_name_or_path: str, revision: str | None) -> dict:
     """The checkpoint without any path of this machine: the sha256 of every weight file (by its name inside the
     checkpoint) of a local folder, or the Hub id, revision and commit (and the weights' sha256 when cached)."""
     location = Path(str(model_name_or_path)).expanduser()
@@ -53,7 +54,7 @@ def checkpoint_identity(model_name_or_path: str, revision: str | None, model=Non
                    for path in sorted(location.rglob("*.safetensors"))}
         return {"source": "local", "weights_sha256": weights}
     identity = {"source": "hub", "hub_id": str(model_name_or_path), "revision": revision or "main",
-                "commit": getattr(getattr(model, "config", None), "_commit_hash", None)}
+                "commit": hub_revision(str(model_name_or_path), revision)}  # from the local Hub cache, no network
     try:
         from huggingface_hub import try_to_load_from_cache
 

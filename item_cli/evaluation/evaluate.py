@@ -278,7 +278,7 @@ def evaluate(
                 "max_per_class": max_per_class, "seed": seed, "columns": list(columns), "protocol": protocol,
                 "revision": revision, "fake_only_jpeg": fake_only_jpeg}
     run = {"loaded": loaded, "scored": scored, "settings": settings, "warnings": _warnings(scored, fake_only_jpeg, seed),
-           "model": model, "identity": checkpoint_identity(model_dir, revision, model), "perturbations": perturbations}
+           "model": model, "identity": checkpoint_identity(model_dir, revision), "perturbations": perturbations}
     return write_results(Path(output_dir), run, plots, report, gallery_size, equalize)
 
 

@@ -23,6 +23,8 @@ import time
 
 import pyarrow as pa
 
+from item_detector.configuration_item import in_unsure_band
+
 SCORED, UNREADABLE, FAILED = "scored", "unreadable", "failed"
 OBJECT = pa.struct([("noun", pa.string()), ("box", pa.list_(pa.float64())), ("box_score", pa.float64()),
                     ("similarity", pa.float64())])
@@ -73,7 +75,7 @@ def relabelled(row: dict, threshold: float) -> dict:
     probability, band = row["fake_probability"], row.get("unsure_band")
     is_fake = probability >= threshold
     label = "fake" if is_fake else "real"
-    verdict = "unsure" if band and band[0] <= probability < band[1] else label
+    verdict = "unsure" if band and in_unsure_band(band, probability) else label
     return {**row, "threshold": float(threshold), "is_fake": is_fake, "label": label, "verdict": verdict,
             "written_at": time.time_ns()}
 
